@@ -1,0 +1,34 @@
+# Set-up from bare python3: `make demo`, then `make test`. `make bench` is separate.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+READY  := $(VENV)/.ready
+DEMO   := demo-out
+
+.PHONY: install demo test bench clean
+
+$(READY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(READY)
+
+install: $(READY)
+
+# Fit e5 -> minilm on the committed fixtures (20% held out), map the parquet dump, inspect it.
+demo: $(READY)
+	mkdir -p $(DEMO)
+	$(BIN)/procalign fit fixtures/e5.parquet fixtures/minilm.parquet -o $(DEMO)/e5_to_minilm.npz \
+		--holdout 0.2 --seed 7 --overwrite
+	$(BIN)/procalign apply $(DEMO)/e5_to_minilm.npz fixtures/e5.parquet -o $(DEMO)/e5_in_minilm.parquet --overwrite
+	$(BIN)/procalign inspect $(DEMO)/e5_in_minilm.parquet
+
+test: $(READY)
+	$(BIN)/python -m pytest
+
+bench: $(READY)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

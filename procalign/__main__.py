@@ -1,0 +1,3 @@
+from procalign.cli import run
+
+run()

@@ -1,0 +1,44 @@
+"""The procalign command line: one module per command, assembled here."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import __version__
+from .apply import apply
+from .errors import install_signal_handlers, state
+from .fit import fit
+from .inspect import inspect
+
+app = typer.Typer(
+    name="procalign",
+    help="Align two embedding spaces with orthogonal Procrustes: fit a map from paired anchors, "
+         "apply it to files of any size, and measure how good it is.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"procalign {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    state["debug"] = debug
+    install_signal_handlers()
+
+
+app.command()(fit)
+app.command()(apply)
+app.command()(inspect)
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,53 @@
+"""`procalign apply T.npz INPUT -o OUTPUT`: stream a dump through a transform."""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .. import transform_file
+from ..io import parse_location
+from ..pipeline import ApplyJob, apply_file
+from .errors import exit_codes
+from .options import Column, Dataset, Json, Overwrite, Quiet, Wait
+from .render import print_json, progress_for, stderr, stdout
+
+DTYPES = ("float16", "float32", "float64")
+
+
+def apply(
+    transform: Annotated[str, typer.Argument(help="Transform file written by `procalign fit` (maps its SOURCE space into its TARGET space).", show_default=False)],
+    input: Annotated[str, typer.Argument(help="Vectors to map: .npy, .parquet or .h5[:/dataset]; in the SOURCE space (TARGET with --inverse).", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the mapped vectors (any supported format).", show_default=False)],
+    inverse: Annotated[bool, typer.Option("--inverse", help="Map the other way: from the transform's TARGET space back into its SOURCE space.")] = False,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="Output float type (default: the input's): float16, float32 or float64.")] = None,
+    column: Column = None,
+    dataset: Dataset = None,
+    memory: Annotated[int, typer.Option("--memory", help="Memory budget in MB for the streaming buffers (sets the chunk size).", min=8)] = 128,
+    batch_rows: Annotated[Optional[int], typer.Option("--batch-rows", help="Rows per chunk (overrides --memory).", min=1)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Apply even if the input is stamped as being in another space.")] = False,
+    overwrite: Overwrite = False,
+    wait: Wait = False,
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Map every vector of INPUT with the transform and write OUTPUT, streaming in chunks.
+
+    Other columns (parquet) and datasets (HDF5) pass through. OUTPUT appears only when
+    complete; on any error nothing is left there.
+    """
+    with exit_codes():
+        if dtype is not None and dtype not in DTYPES:
+            raise typer.BadParameter(f"{dtype!r} is not one of {', '.join(DTYPES)}", param_hint="--dtype")
+        job = ApplyJob(transform_file.load(transform), transform, parse_location(input, dataset),
+                       parse_location(output, dataset), inverse, dtype, column, memory, batch_rows,
+                       overwrite, wait, force)
+        result = apply_file(job, progress_for(quiet or json_out))
+        for note in result.notes:
+            stderr.print(f"note: {note}")
+        if json_out:
+            print_json({"rows": result.rows, "seconds": result.seconds, "rows_per_second": result.rows_per_second,
+                        "output": result.destination, "dtype": result.dtype, "direction": result.direction})
+        else:
+            stdout.print(f"mapped {result.rows} rows ({result.direction}) in {result.seconds:.2f} s "
+                         f"({result.rows_per_second:,.0f} rows/s) -> {result.destination}")

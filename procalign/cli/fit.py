@@ -1,0 +1,63 @@
+"""`procalign fit SOURCE TARGET -o T.npz`: learn the map from SOURCE's space into TARGET's."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..io import parse_location
+from ..pipeline.fit import FitJob
+from ..pipeline.fit_and_save import fit_and_save
+from ..pipeline.report import gate_error
+from ..procrustes import FitOptions
+from .errors import exit_codes
+from .options import Column, IdColumn, Json, Overwrite, Quiet
+from .render import print_json, progress_for
+from .report_view import show_fit
+
+
+def fit(
+    source: Annotated[str, typer.Argument(help="Anchors in the SOURCE space (the space you map from): .npy, .parquet or .h5[:/dataset].", show_default=False)],
+    target: Annotated[str, typer.Argument(help="The same items in the TARGET space (the space you map into).", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Transform file to write (.npz), mapping SOURCE -> TARGET.", show_default=False)],
+    centre: Annotated[bool, typer.Option("--centre/--no-centre", help="Subtract each space's mean before the rotation and add the target mean back (default on: measured better on real model pairs).")] = True,
+    normalize: Annotated[bool, typer.Option("--normalize", help="L2-normalise inputs (and outputs when applying).")] = False,
+    scale: Annotated[bool, typer.Option("--scale", help="Also fit one isotropic scale factor.")] = False,
+    rotation_only: Annotated[bool, typer.Option("--rotation-only", help="Forbid reflections (det = +1); equal dimensions only.")] = False,
+    holdout: Annotated[float, typer.Option("--holdout", help="Fraction of pairs kept out of the fit to measure the map on (0 = none).", min=0.0, max=0.99)] = 0.0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control.")] = 0,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Compute the quality report (a second pass over the anchors). --no-report fits in one pass.")] = True,
+    eval_size: Annotated[int, typer.Option("--eval-size", help="At most this many held-out pairs are kept for retrieval metrics.", min=2)] = 10000,
+    min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Gate: exit 3 and write nothing if held-out top-1 is below this.")] = None,
+    min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Gate: minimum held-out mean cosine (anchors when no hold-out).")] = None,
+    max_residual: Annotated[Optional[float], typer.Option("--max-residual", help="Gate: maximum relative residual ||XQ-Y||/||Y||.")] = None,
+    source_name: Annotated[Optional[str], typer.Option("--source-name", help="Name of the source space (default: SOURCE file stem).")] = None,
+    target_name: Annotated[Optional[str], typer.Option("--target-name", help="Name of the target space (default: TARGET file stem).")] = None,
+    column: Column = None,
+    id_column: IdColumn = None,
+    by_position: Annotated[bool, typer.Option("--by-position", help="Pair row i with row i even when both files carry ids.")] = False,
+    batch_rows: Annotated[int, typer.Option("--batch-rows", help="Rows per chunk (memory is bounded by this, not the file).", min=1)] = 16384,
+    overwrite: Overwrite = False,
+    json_out: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Learn the orthogonal map from SOURCE's embedding space into TARGET's.
+
+    Row i of SOURCE and row i of TARGET must be the same item, or both files carry ids and the
+    pairs are joined by id. The map is written to -o and its quality is printed.
+    """
+    with exit_codes():
+        job = FitJob(parse_location(source), parse_location(target),
+                     FitOptions(centre, normalize, scale, rotation_only), column, id_column, by_position,
+                     batch_rows, holdout, seed, report or any(g is not None for g in (min_top1, min_cosine, max_residual)),
+                     eval_size, source_name, target_name)
+        gates = {"min_top1": min_top1, "min_cosine": min_cosine, "max_residual": max_residual}
+        _, metadata, failures = fit_and_save(job, output, gates, overwrite, progress_for(quiet or json_out))
+        written = None if failures else str(output)
+        if json_out:
+            print_json({"output": written, "gates_failed": failures, **metadata})
+        else:
+            show_fit(metadata, written)
+        if failures:
+            raise gate_error(failures, str(output))

@@ -1,0 +1,51 @@
+"""`procalign inspect FILE`: a transform file's metadata and report, or a data file's stamp."""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .. import transform_file
+from ..io import open_reader, parse_location
+from .errors import exit_codes
+from .options import Column, Dataset, Json
+from .render import key_value_table, print_json, stdout
+from .report_view import quality_line, show_report
+
+
+def inspect(
+    path: Annotated[str, typer.Argument(help="A transform file (.npz) or an embedding file (.npy, .parquet, .h5).", show_default=False)],
+    column: Column = None,
+    dataset: Dataset = None,
+    json_out: Json = False,
+) -> None:
+    """Show what a transform file holds (direction, options, fit and quality), or the shape and
+    space stamp of an embedding file."""
+    with exit_codes():
+        if path.lower().endswith(".npz"):
+            t = transform_file.load(path)
+            meta = t.metadata
+            if json_out:
+                return print_json(meta)
+            stdout.print(key_value_table(f"transform {path}", [
+                ("direction", f"{meta['source'].get('name')} ({meta['source']['dim']}-d) -> "
+                              f"{meta['target'].get('name')} ({meta['target']['dim']}-d)"),
+                ("options", ", ".join(f"{k}={v}" for k, v in meta.get("options", {}).items())),
+                ("anchors", meta.get("anchors")), ("scale", t.scale),
+                ("format version", meta.get("format_version")), ("procalign", meta.get("procalign_version")),
+                ("created", meta.get("created")), ("checksum", meta.get("checksum"))]))
+            if meta.get("report"):
+                show_report(meta["report"])
+            stdout.print(quality_line(meta))
+            return
+        with open_reader(parse_location(path, dataset), column) as reader:
+            info = {"path": path, "rows": reader.rows, "dim": reader.dim, "dtype": str(reader.dtype),
+                    "stamp": reader.stamp()}
+        if json_out:
+            return print_json(info)
+        stamp = info["stamp"]
+        stdout.print(key_value_table(f"embeddings {path}", [
+            ("shape", f"{info['rows']} x {info['dim']} {info['dtype']}"),
+            ("space", stamp.get("space") if stamp else "(no stamp: not written by procalign apply)"),
+            ("mapped from", stamp.get("from_space") if stamp else "-"),
+            ("by transform", stamp.get("transform") if stamp else "-")]))

@@ -1,0 +1,74 @@
+"""Human-readable rendering of fit metadata and quality reports (Rich, stdout)."""
+from __future__ import annotations
+
+from rich.table import Table
+
+from .render import fmt, key_value_table, stdout
+
+COLUMNS = (("top-1", ("top1",)), ("top-10", ("top10",)), ("MRR", ("mrr",)),
+           ("cos mean", ("cosine", "mean")), ("cos p5", ("cosine", "p5")), ("cos median", ("cosine", "median")),
+           ("kNN@10", ("knn10_overlap",)), ("rel. residual", ("relative_residual",)))
+ROWS = (("aligned (procalign)", "aligned"), ("no alignment", "unaligned"),
+        ("shuffled-pair control", "shuffled_control"), ("ridge affine (unconstrained)", "ridge_affine"))
+
+
+def _dig(d, path):
+    for k in path:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def metrics_table(title: str, block: dict) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("map")
+    for name, _ in COLUMNS:
+        table.add_column(name, justify="right")
+    for label, key in ROWS:
+        if key in block:
+            table.add_row(label, *(fmt(_dig(block[key], path), 3) for _, path in COLUMNS))
+    return table
+
+
+def show_report(report: dict) -> None:
+    if "heldout" in report:
+        h = report["heldout"]
+        stdout.print(metrics_table(f"held-out pairs ({h['pairs']}, never used in the fit)", h))
+    a = report.get("anchors")
+    if a:
+        stdout.print(key_value_table(f"anchors ({a['pairs']} fitted pairs)", [
+            ("cosine mean / p5 / median", f"{a['cosine']['mean']:.3f} / {a['cosine']['p5']:.3f} / {a['cosine']['median']:.3f}"),
+            ("relative residual", a["relative_residual"]),
+            ("worst pairs", ", ".join(f"{w['id']} ({w['squared_residual']:.3f})" for w in a["worst"][:5]))]))
+    b = report.get("bound")
+    if b:
+        verdict = "VACUOUS (guarantees nothing here)" if b["vacuous"] else "informative"
+        stdout.print(key_value_table("Procrustes bound (Maystre et al. 2025), on the fitted anchors", [
+            ("eps = ||XX^T - YY^T||_F", b["eps"]),
+            ("guaranteed min ||XQ-Y||_F <=", b["bound"]), ("achieved ||XQ-Y||_F", b["achieved"]),
+            ("per sample: guaranteed <=", b["per_sample_bound"]), ("per sample: achieved", b["per_sample_achieved"]),
+            ("per sample: unrelated pairs", b["unrelated_per_sample"]), ("bound is", verdict)]))
+
+
+def quality_line(meta: dict) -> str:
+    h = _dig(meta, ("report", "heldout"))
+    if h:
+        base = _dig(h, ("unaligned", "top1"))
+        return (f"quality: held-out top-1 {h['aligned']['top1']:.3f} (unaligned {fmt(base, 3)}), "
+                f"mean cosine {h['aligned']['cosine']['mean']:.3f} (unaligned "
+                f"{fmt(_dig(h, ('unaligned', 'cosine', 'mean')), 3)}) on {h['pairs']} held-out pairs")
+    fit = meta.get("fit", {})
+    return (f"quality: on the {meta.get('anchors')} anchors mean cosine {fmt(fit.get('mean_cosine'), 3)}, "
+            f"relative residual {fmt(fit.get('relative_residual'), 3)} (use --holdout for held-out numbers)")
+
+
+def show_fit(meta: dict, written: str | None) -> None:
+    if meta.get("report"):
+        show_report(meta["report"])
+    p = meta.get("pairing", {})
+    paired = f"paired by {p.get('mode')}"
+    if p.get("mode") == "id":
+        paired += f" ({p['ids_only_in_source']} ids only in source, {p['ids_only_in_target']} only in target)"
+    stdout.print(f"fitted {meta['source']['name']} ({meta['source']['dim']}-d) -> {meta['target']['name']} "
+                 f"({meta['target']['dim']}-d) on {meta['anchors']} anchors, {paired}")
+    stdout.print(quality_line(meta))
+    stdout.print(f"wrote {written}" if written else "nothing written")

@@ -1,0 +1,114 @@
+"""`ProcrustesAligner`: the scikit-learn style face of the library.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(200, 8))
+>>> q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+>>> aligner = ProcrustesAligner(centre=False).fit(x, x @ q)
+>>> bool(np.allclose(aligner.transform(x), x @ q))
+True
+
+Notes
+-----
+`fit` is one `partial_fit` per ``batch_size`` rows; `partial_fit` only updates the float64
+`AlignmentStats` (memory O(d_s * d_t), independent of the number of rows) and refits the
+d_s x d_t SVD, O(d_s * d_t * min(d_s, d_t)). Results do not depend on the batch size.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .procrustes import FitOptions, fit_transform
+from .stats import AlignmentStats
+from .transform import Transform, unit_rows
+from . import transform_file
+
+
+class ProcrustesAligner:
+    """Learn an orthogonal map from a source embedding space into a target space.
+
+    Parameters are stored as given; fitted state ends in ``_``: ``stats_`` (AlignmentStats),
+    ``transform_`` (Transform), ``fit_summary_`` (dict), ``n_features_in_``.
+    """
+
+    def __init__(self, centre: bool = True, normalize: bool = False, scale: bool = False,
+                 rotation_only: bool = False, batch_size: int = 65536):
+        self.centre = centre
+        self.normalize = normalize
+        self.scale = scale
+        self.rotation_only = rotation_only
+        self.batch_size = batch_size
+
+    @property
+    def options(self) -> FitOptions:
+        return FitOptions(self.centre, self.normalize, self.scale, self.rotation_only)
+
+    def _check(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        x, y = np.asarray(x), np.asarray(y)
+        if x.ndim != 2 or y.ndim != 2:
+            raise ValueError(f"expected 2-D arrays, got shapes {x.shape} and {y.shape}")
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"row counts differ ({x.shape[0]} vs {y.shape[0]}): row i of each must be the same item")
+        if hasattr(self, "stats_") and self.stats_.comoment.shape != (x.shape[1], y.shape[1]):
+            raise ValueError(f"dimensions {(x.shape[1], y.shape[1])} differ from the first batch's "
+                             f"{self.stats_.comoment.shape}")
+        if not (np.issubdtype(x.dtype, np.floating) and np.issubdtype(y.dtype, np.floating)):
+            raise ValueError(f"expected float arrays, got {x.dtype} and {y.dtype}")
+        return x, y
+
+    def partial_fit(self, x, y) -> "ProcrustesAligner":
+        """Add paired rows (x[i] is the same item as y[i]) and refit; returns self."""
+        x, y = self._check(x, y)
+        if self.normalize:
+            x, y = unit_rows(x), unit_rows(y)
+        if not hasattr(self, "stats_"):
+            self.stats_ = AlignmentStats.empty(x.shape[1], y.shape[1], with_gram=self.scale)
+            self.n_features_in_ = x.shape[1]
+        self.stats_.update(x, y)
+        self.transform_, self.fit_summary_ = fit_transform(self.stats_, self.options)
+        return self
+
+    def fit(self, x, y) -> "ProcrustesAligner":
+        """Fit from scratch on all rows, streaming them in ``batch_size`` chunks."""
+        x, y = self._check(x, y)
+        for attr in ("stats_", "transform_", "fit_summary_", "n_features_in_"):
+            self.__dict__.pop(attr, None)
+        if self.normalize:
+            x, y = unit_rows(x), unit_rows(y)
+        self.stats_ = AlignmentStats.empty(x.shape[1], y.shape[1], with_gram=self.scale)
+        self.n_features_in_ = x.shape[1]
+        for start in range(0, x.shape[0], self.batch_size):
+            self.stats_.update(x[start:start + self.batch_size], y[start:start + self.batch_size])
+        self.transform_, self.fit_summary_ = fit_transform(self.stats_, self.options)
+        return self
+
+    def _fitted(self) -> Transform:
+        if not hasattr(self, "transform_"):
+            raise RuntimeError("this ProcrustesAligner is not fitted yet; call fit or partial_fit")
+        return self.transform_
+
+    def transform(self, x) -> np.ndarray:
+        """Map source-space rows into the target space (float64)."""
+        return self._fitted()(x)
+
+    def inverse_transform(self, y) -> np.ndarray:
+        """Map target-space rows back into the source space (float64)."""
+        return self._fitted().inverse()(y)
+
+    def save(self, path, **metadata) -> dict:
+        """Write the transform file (see `procalign.transform_file`)."""
+        meta = {"options": self.options.as_dict(), "anchors": self.stats_.n if hasattr(self, "stats_") else None,
+                "fit": getattr(self, "fit_summary_", {}), **metadata}
+        return transform_file.save(self._fitted(), path, meta)
+
+    @classmethod
+    def load(cls, path) -> "ProcrustesAligner":
+        """An aligner holding the transform read from ``path`` (no statistics: cannot partial_fit)."""
+        t = transform_file.load(path)
+        opts = t.metadata.get("options", {})
+        aligner = cls(**{k: bool(opts.get(k, d)) for k, d in
+                         (("centre", True), ("normalize", False), ("scale", False), ("rotation_only", False))})
+        aligner.transform_ = t
+        aligner.fit_summary_ = t.metadata.get("fit", {})
+        aligner.n_features_in_ = t.d_source
+        return aligner

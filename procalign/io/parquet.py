@@ -1,0 +1,182 @@
+"""`.parquet` files: one embedding column (list, large_list or fixed_size_list of floats).
+
+The column is ``column=`` or the only list-of-float column. Record batches are read with all
+other columns; the embedding values go from the Arrow buffer to numpy without Python objects
+(`to_matrix`). A writer from a parquet source keeps every other column and the schema
+metadata; the embedding column keeps its list kind with the output float type.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import InputError, UsageError
+from .base import Batch, EmbeddingReader, EmbeddingWriter
+
+STAMP_KEY = b"procalign.stamp"
+ID_COLUMN = "id"
+
+
+def _is_float_list(t: pa.DataType) -> bool:
+    return (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)) \
+        and pa.types.is_floating(t.value_type)
+
+
+def _is_list(t: pa.DataType) -> bool:
+    return pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t)
+
+
+def to_matrix(arr: pa.Array, dim: int, path: str, first_row: int) -> np.ndarray:
+    """(rows, dim) numpy view of a list-of-float Arrow array, checking nulls and lengths."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count:
+        bad = first_row + int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+        raise InputError(f"embedding is null at row {bad}; drop or fill the null rows", path)
+    if not pa.types.is_fixed_size_list(arr.type):
+        offsets = arr.offsets.to_numpy()
+        lengths = np.diff(offsets)
+        if len(lengths) and (lengths != dim).any():
+            i = int(np.flatnonzero(lengths != dim)[0])
+            raise InputError(f"ragged embeddings: row {first_row + i} has {lengths[i]} values, "
+                             f"expected {dim}; all rows need the same length", path)
+    values = arr.flatten()
+    if values.null_count:
+        raise InputError(f"null value inside an embedding near row {first_row}; fill or drop it", path)
+    return values.to_numpy(zero_copy_only=True).reshape(-1, dim)
+
+
+class ParquetReader(EmbeddingReader):
+    def __init__(self, path, column: str | None = None, id_column: str | None = None):
+        self.path = str(path)
+        try:
+            self._pf = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError) as e:
+            raise InputError(f"not a readable parquet file ({e}); check it was written completely",
+                             path) from None
+        schema = self._pf.schema_arrow
+        if column is None:
+            found = [f.name for f in schema if _is_float_list(f.type)]
+            if len(found) != 1:
+                what = "no list-of-float column" if not found else f"several list-of-float columns ({', '.join(found)})"
+                raise UsageError(f"{what}; name the embedding column with --column", path)
+            column = found[0]
+        if column not in schema.names:
+            raise UsageError(f"no column {column!r} (columns: {', '.join(schema.names)}); fix --column", path)
+        ftype = schema.field(column).type
+        if not _is_float_list(ftype):
+            kind = "list of " + str(ftype.value_type) if _is_list(ftype) else str(ftype)
+            raise InputError(f"column {column!r} is {kind}, expected a list of floats", path)
+        self.column, self.field_type = column, ftype
+        self.id_column = id_column if id_column is not None else (ID_COLUMN if ID_COLUMN in schema.names else None)
+        if self.id_column is not None and self.id_column not in schema.names:
+            raise UsageError(f"no id column {self.id_column!r} (columns: {', '.join(schema.names)}); "
+                             "fix --id-column", path)
+        self.rows = self._pf.metadata.num_rows
+        self.dtype = np.dtype(ftype.value_type.to_pandas_dtype())
+        if pa.types.is_fixed_size_list(ftype):
+            self.dim = ftype.list_size
+        elif self.rows == 0:
+            self.dim = 0
+        else:
+            first = next(self._pf.iter_batches(batch_size=1, columns=[column])).column(0)
+            if first.null_count:
+                raise InputError(f"embedding is null at row 0; drop or fill the null rows", path)
+            self.dim = len(first[0])
+        self.metadata = schema.metadata or {}
+        groups = [self._pf.metadata.row_group(i).num_rows for i in range(self._pf.num_row_groups)]
+        self._group_starts = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
+
+    def iter_batches(self, batch_rows, start=0):
+        # Row groups before `start` are skipped whole; the remainder is sliced off.
+        first_group = int(np.searchsorted(self._group_starts, start, side="right") - 1) if start else 0
+        groups = list(range(max(first_group, 0), self._pf.num_row_groups))
+        pos = int(self._group_starts[groups[0]]) if groups else 0
+        for rb in self._pf.iter_batches(batch_size=batch_rows, row_groups=groups):
+            if pos + rb.num_rows <= start:
+                pos += rb.num_rows
+                continue
+            if pos < start:
+                rb, pos = rb.slice(start - pos), start
+            emb = to_matrix(rb.column(self.column), self.dim, self.path, pos)
+            yield Batch(pos, emb, rb)
+            pos += rb.num_rows
+
+    def take(self, indices):
+        indices = np.asarray(indices, dtype=np.int64)
+        out = np.empty((len(indices), self.dim), self.dtype)
+        groups = np.searchsorted(self._group_starts, indices, side="right") - 1
+        for g in np.unique(groups):
+            sel = groups == g
+            col = self._pf.read_row_group(int(g), columns=[self.column]).column(0)
+            m = to_matrix(col, self.dim, self.path, int(self._group_starts[g]))
+            out[sel] = m[indices[sel] - self._group_starts[g]]
+        return out
+
+    def ids(self):
+        if self.id_column is None:
+            return None
+        col = self._pf.read(columns=[self.id_column]).column(0)
+        if col.null_count:
+            raise InputError(f"id column {self.id_column!r} has {col.null_count} nulls; every anchor needs an id",
+                             self.path)
+        return col.to_numpy(zero_copy_only=False)
+
+    def stamp(self):
+        raw = self.metadata.get(STAMP_KEY)
+        return json.loads(raw) if raw else None
+
+    def close(self):
+        self._pf = None
+
+
+def list_array(matrix: np.ndarray, like: pa.DataType | None) -> pa.Array:
+    """Arrow list array of the rows of ``matrix``, of the same list kind as ``like``."""
+    n, d = matrix.shape
+    values = pa.array(np.ascontiguousarray(matrix).reshape(-1))
+    if like is None or pa.types.is_fixed_size_list(like):
+        return pa.FixedSizeListArray.from_arrays(values, d)
+    cls, itype = (pa.LargeListArray, np.int64) if pa.types.is_large_list(like) else (pa.ListArray, np.int32)
+    return cls.from_arrays(pa.array(np.arange(0, (n + 1) * d, d, dtype=itype)), values)
+
+
+class ParquetWriter(EmbeddingWriter):
+    """One row group per written chunk. From a parquet source, other columns pass through."""
+
+    def __init__(self, path, rows, dim, dtype, source=None, stamp=None, column=None):
+        self.path = str(path)
+        src = source if isinstance(source, ParquetReader) else None
+        like = src.field_type if src else None
+        self.column = src.column if src else (column or "embedding")
+        probe = list_array(np.zeros((1, dim), dtype), like)
+        if src:
+            schema = src._pf.schema_arrow
+            i = schema.get_field_index(self.column)
+            schema = schema.set(i, pa.field(self.column, probe.type, nullable=schema.field(i).nullable))
+        else:
+            schema = pa.schema([pa.field(self.column, probe.type)])
+        meta = dict(schema.metadata or {})
+        if stamp is not None:
+            meta[STAMP_KEY] = json.dumps(stamp, sort_keys=True).encode()
+        self.schema = schema.with_metadata(meta)
+        self._like = like if like is not None else probe.type
+        self._writer = pq.ParquetWriter(self.path, self.schema)
+        self.dtype = np.dtype(dtype)
+
+    def write(self, embeddings, extra=None):
+        column = list_array(embeddings.astype(self.dtype, copy=False), self._like)
+        if extra is not None:
+            i = extra.schema.get_field_index(self.column)
+            rb = extra.set_column(i, self.schema.field(self.column), column)
+            rb = rb.replace_schema_metadata(self.schema.metadata)
+        else:
+            rb = pa.RecordBatch.from_arrays([column], schema=self.schema)
+        self._writer.write_batch(rb, row_group_size=len(embeddings))
+
+    def close(self):
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -1,0 +1,105 @@
+"""Alignment quality metrics, computed blockwise so no N x N matrix is ever held.
+
+All similarity metrics use cosine similarity. Retrieval asks, for each mapped source row i,
+where its own target row i ranks among all candidate target rows (rank 1 = found first; ties
+count against the query). Neighbourhood agreement is the mean overlap of the k nearest
+neighbours of an item among the mapped source rows and among the target rows.
+
+Notes
+-----
+Cost: retrieval and kNN overlap are O(n^2 d) time and O(block * n) memory; callers cap n.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64)
+    n = np.linalg.norm(a, axis=1, keepdims=True)
+    return a / np.where(n > 0, n, 1.0)
+
+
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine between a[i] and b[i] for each row (0 where either is a zero vector)."""
+    return np.einsum("ij,ij->i", _unit(a), _unit(b))
+
+
+def ranks_of_pairs(queries: np.ndarray, candidates: np.ndarray, block: int = 1024) -> np.ndarray:
+    """Rank (1-based) of candidates[i] among all candidates for queries[i]."""
+    q, c = _unit(queries), _unit(candidates)
+    ranks = np.empty(len(q), dtype=np.int64)
+    for a in range(0, len(q), block):
+        sims = q[a:a + block] @ c.T
+        own = sims[np.arange(len(sims)), np.arange(a, a + len(sims))]
+        ranks[a:a + block] = (sims > own[:, None]).sum(axis=1) + 1
+    return ranks
+
+
+def retrieval(queries: np.ndarray, candidates: np.ndarray, block: int = 1024) -> dict[str, float]:
+    """Identity retrieval: top-1, top-10 and mean reciprocal rank of each row's own pair."""
+    r = ranks_of_pairs(queries, candidates, block)
+    return {"top1": float(np.mean(r <= 1)), "top10": float(np.mean(r <= 10)),
+            "mrr": float(np.mean(1.0 / r)), "candidates": int(len(candidates))}
+
+
+def _knn(x: np.ndarray, k: int, block: int) -> np.ndarray:
+    u = _unit(x)
+    out = np.empty((len(u), k), dtype=np.int64)
+    for a in range(0, len(u), block):
+        sims = u[a:a + block] @ u.T
+        sims[np.arange(len(sims)), np.arange(a, a + len(sims))] = -np.inf  # not its own neighbour
+        out[a:a + block] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    return out
+
+
+def knn_overlap(a: np.ndarray, b: np.ndarray, k: int = 10, block: int = 1024) -> float:
+    """Mean |kNN_a(i) & kNN_b(i)| / k over items; needs more than k rows."""
+    k = min(k, len(a) - 1)
+    if k < 1:
+        return float("nan")
+    na, nb = _knn(a, k, block), _knn(b, k, block)
+    na.sort(axis=1)
+    nb.sort(axis=1)
+    hits = sum(np.isin(na[i], nb[i], assume_unique=True).sum() for i in range(len(na)))
+    return float(hits / (k * len(na)))
+
+
+class CosineHistogram:
+    """Streaming, mergeable histogram of cosines on [-1, 1] for mean and percentiles.
+
+    Percentiles are exact to the bin width (2 / bins); the mean is exact.
+    """
+
+    def __init__(self, bins: int = 20000):
+        self.counts = np.zeros(bins, dtype=np.int64)
+        self.total = 0.0
+        self.n = 0
+
+    def add(self, cos: np.ndarray) -> None:
+        cos = np.clip(np.asarray(cos, dtype=np.float64), -1.0, 1.0)
+        idx = np.minimum(((cos + 1.0) * (len(self.counts) / 2.0)).astype(np.int64), len(self.counts) - 1)
+        self.counts += np.bincount(idx, minlength=len(self.counts))
+        self.total += float(cos.sum())
+        self.n += len(cos)
+
+    def merge(self, other: "CosineHistogram") -> "CosineHistogram":
+        self.counts += other.counts
+        self.total += other.total
+        self.n += other.n
+        return self
+
+    def quantile(self, q: float) -> float:
+        if self.n == 0:
+            return float("nan")
+        i = int(np.searchsorted(np.cumsum(self.counts), q * self.n, side="left"))
+        return -1.0 + (i + 0.5) * 2.0 / len(self.counts)
+
+    def summary(self) -> dict[str, float]:
+        return {"mean": self.total / self.n if self.n else float("nan"),
+                "p5": self.quantile(0.05), "median": self.quantile(0.5), "count": self.n}
+
+
+def cosine_summary(cos: np.ndarray) -> dict[str, float]:
+    return {"mean": float(np.mean(cos)), "p5": float(np.percentile(cos, 5)),
+            "median": float(np.median(cos)), "count": int(len(cos))}

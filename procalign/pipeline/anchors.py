@@ -1,0 +1,99 @@
+"""Pair the rows of two anchor files: by id when both carry ids, else by position."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import numpy as np
+
+from ..errors import InputError
+from ..io import EmbeddingReader
+
+
+@dataclass
+class Pairing:
+    mode: str                      # "id" or "position"
+    pairs: int
+    only_source: int = 0
+    only_target: int = 0
+    source_index: np.ndarray | None = field(default=None, repr=False)  # increasing
+    target_index: np.ndarray | None = field(default=None, repr=False)
+    ids: np.ndarray | None = field(default=None, repr=False)
+
+    def summary(self) -> dict:
+        return {"mode": self.mode, "pairs": self.pairs, "ids_only_in_source": self.only_source,
+                "ids_only_in_target": self.only_target}
+
+
+def _check_unique(ids: np.ndarray, path: str) -> None:
+    uniq, counts = np.unique(ids, return_counts=True)
+    if len(uniq) != len(ids):
+        dup = uniq[counts > 1]
+        raise InputError(f"{len(ids) - len(uniq)} duplicate ids (first: {dup[0]!r}); anchor ids must be "
+                         "unique, deduplicate the file", path)
+
+
+def pair_anchors(source: EmbeddingReader, target: EmbeddingReader, by_position: bool = False) -> Pairing:
+    for r in (source, target):
+        if r.rows == 0:
+            raise InputError("file has zero rows; anchors need at least one pair", r.path)
+    sid = None if by_position else source.ids()
+    tid = None if by_position else target.ids()
+    if sid is None or tid is None:
+        if source.rows != target.rows:
+            raise InputError(f"{source.rows} rows here but {target.rows} in {target.path}; without ids on "
+                             "both sides, row i of each file must be the same item", source.path)
+        return Pairing("position", source.rows)
+    _check_unique(sid, source.path)
+    _check_unique(tid, target.path)
+    try:
+        common, si, ti = np.intersect1d(sid, tid, assume_unique=True, return_indices=True)
+    except TypeError:
+        common = []
+    if len(common) == 0:
+        raise InputError(f"no id is shared with {target.path} (ids like {sid[0]!r} vs {tid[0]!r}); check "
+                         "--id-column or pass --by-position", source.path)
+    order = np.argsort(si, kind="stable")
+    return Pairing("id", len(common), len(sid) - len(common), len(tid) - len(common),
+                   si[order].astype(np.int64), ti[order].astype(np.int64), common[order])
+
+
+def iter_pairs(source: EmbeddingReader, target: EmbeddingReader, pairing: Pairing,
+               batch_rows: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Yield ``(first_pair_index, x, y)`` with x[i] and y[i] the same item."""
+    if pairing.mode == "position":
+        yield from _zip_exact(source, target, batch_rows)
+        return
+    for a in range(0, pairing.pairs, batch_rows):
+        si = pairing.source_index[a:a + batch_rows]
+        ti = pairing.target_index[a:a + batch_rows]
+        order = np.argsort(ti, kind="stable")
+        y = np.empty((len(ti), target.dim), target.dtype)
+        y[order] = target.take(ti[order])
+        yield a, source.take(si), y
+
+
+def _exact(reader: EmbeddingReader, rows: int) -> Iterator[np.ndarray]:
+    """Chunks of exactly ``rows`` rows (the last may be short), whatever the reader yields."""
+    pending: list[np.ndarray] = []
+    have = 0
+    for batch in reader.iter_batches(rows):
+        e = batch.embeddings
+        if not pending and len(e) == rows:
+            yield e
+            continue
+        pending.append(np.array(e))
+        have += len(e)
+        while have >= rows:
+            block = np.concatenate(pending)
+            yield block[:rows]
+            pending, have = [block[rows:]], have - rows
+    if have:
+        yield np.concatenate(pending)
+
+
+def _zip_exact(source, target, rows):
+    start = 0
+    for x, y in zip(_exact(source, rows), _exact(target, rows)):
+        yield start, x, y
+        start += len(x)

@@ -1,0 +1,101 @@
+"""Write a file so that the destination holds either nothing new or the complete result.
+
+`Destination` checks the path before any work, takes an exclusive lock beside it (flock, so a
+killed run never leaves a stale lock), hands out a temporary path in the same directory, and
+`commit` renames the finished file into place. Leaving the ``with`` block without `commit`
+deletes the temporary file, except after SIGKILL, where nothing runs: then the temporary file
+and its journal stay for ``apply --resume``.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+
+from ..errors import LockedError, OutputError
+
+
+def partial_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.procalign-partial")
+
+
+def lock_path(final: Path) -> Path:
+    return final.with_name(f".{final.name}.procalign-lock")
+
+
+def check_destination(final: Path, inputs: list[Path], overwrite: bool) -> None:
+    """Raise OutputError for a destination that cannot or must not be written."""
+    final = Path(final)
+    for p in inputs:
+        if p.exists() and final.exists() and os.path.samefile(p, final) or \
+                Path(os.path.abspath(p)) == Path(os.path.abspath(final)):
+            raise OutputError("output path is the same as the input; choose another -o", final)
+    parent = final.parent if str(final.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"directory {parent} does not exist; create it first", final)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"directory {parent} is not writable; pick another -o or fix permissions", final)
+    if final.is_dir():
+        raise OutputError("destination is a directory; give a file name", final)
+    if final.exists() and not overwrite:
+        raise OutputError("destination exists; pass --overwrite to replace it", final)
+
+
+class Destination:
+    def __init__(self, final, inputs=(), overwrite=False, wait=False):
+        self.final = Path(final)
+        self.inputs = [Path(p) for p in inputs]
+        self.overwrite = overwrite
+        self.wait = wait
+        self.temp = partial_path(self.final)
+        self._lock_fd = None
+        self.committed = False
+
+    def __enter__(self) -> "Destination":
+        check_destination(self.final, self.inputs, self.overwrite)
+        self._lock()
+        return self
+
+    def _lock(self) -> None:
+        path = lock_path(self.final)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise LockedError("another procalign run is writing this destination; wait for it "
+                                      "or pass --wait", self.final) from None
+                raise
+            # The holder before us may have unlinked the lock file; lock the current one.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._lock_fd = fd
+                return
+            os.close(fd)
+            time.sleep(0.01)
+
+    def commit(self) -> None:
+        """Move the finished temporary file into place (atomic on one filesystem)."""
+        if self.final.exists() and not self.overwrite:
+            raise OutputError("destination appeared while writing; pass --overwrite to replace it", self.final)
+        os.replace(self.temp, self.final)
+        self.committed = True
+
+    def discard(self) -> None:
+        self.temp.unlink(missing_ok=True)
+
+    def __exit__(self, exc_type, exc, tb):
+        if not self.committed:
+            self.discard()
+        if self._lock_fd is not None:
+            lock_path(self.final).unlink(missing_ok=True)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        return False

@@ -1,0 +1,115 @@
+"""The fitted map and the per-chunk kernel that applies it.
+
+A `Transform` sends a source row x to ``scale * (u(x) - source_mean) @ matrix + target_mean``
+where ``u`` is L2 normalisation when ``normalize`` is set (and the output is then normalised
+again) and the identity otherwise. ``matrix`` has orthonormal rows or columns, so
+`Transform.inverse` is the same form with the transpose.
+
+`ChunkMapper` is the hot path: it folds the scale and both means into one matrix and one bias
+row, works in the chunk's float precision (float16 is widened to float32, never to float64),
+and writes into caller-owned buffers so a streaming loop allocates nothing per chunk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class NonFiniteRows(ValueError):
+    """Rows whose values are NaN/Inf, or zero vectors that cannot be normalised."""
+
+    def __init__(self, rows: np.ndarray, what: str):
+        self.rows = rows
+        self.what = what
+        super().__init__(f"{what} at row {int(rows[0])} ({len(rows)} such rows in this chunk)")
+
+
+def unit_rows(x: np.ndarray, first_row: int = 0) -> np.ndarray:
+    """L2-normalised copy of x in a float working precision; zero rows raise."""
+    work = np.float64 if x.dtype == np.float64 else np.float32
+    out = np.array(x, dtype=work, copy=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+    bad = np.flatnonzero(~(norms > 0))
+    if len(bad):
+        raise NonFiniteRows(bad + first_row, "zero or non-finite vector cannot be normalised")
+    out /= norms[:, None]
+    return out
+
+
+@dataclass(frozen=True)
+class Transform:
+    matrix: np.ndarray        # (d_source, d_target), float64
+    source_mean: np.ndarray   # (d_source,)
+    target_mean: np.ndarray   # (d_target,)
+    scale: float = 1.0
+    normalize: bool = False
+    metadata: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def d_source(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def d_target(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def centred(self) -> bool:
+        return bool(np.any(self.source_mean) or np.any(self.target_mean))
+
+    def inverse(self) -> "Transform":
+        """The map back from the target space (exact when d_source <= d_target)."""
+        return Transform(self.matrix.T.copy(), self.target_mean, self.source_mean,
+                         1.0 / self.scale, self.normalize, self.metadata)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Map rows of x (any float dtype) to float64 in memory; see `ChunkMapper` to stream."""
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        out = np.empty((x.shape[0], self.d_target))
+        ChunkMapper(self, np.float64).map(x, out)
+        return out
+
+
+class ChunkMapper:
+    """Apply a `Transform` chunk by chunk into preallocated buffers of dtype ``work``."""
+
+    def __init__(self, transform: Transform, work=np.float32):
+        self.work = np.dtype(work)
+        self.normalize = transform.normalize
+        m = transform.scale * transform.matrix
+        # Stored as the transpose of a C-contiguous array: BLAS then reads the small matrix
+        # along its rows, which measured faster for the tall-times-small product.
+        self.matrix = np.ascontiguousarray(m.T, dtype=self.work).T
+        bias = transform.target_mean - transform.scale * (transform.source_mean @ transform.matrix)
+        self.bias = bias.astype(self.work) if np.any(bias) else None
+        self.d_source, self.d_target = m.shape
+
+    def map(self, x: np.ndarray, out: np.ndarray, first_row: int = 0,
+            scratch: np.ndarray | None = None) -> np.ndarray:
+        """Write the image of x into out (rows, d_target) of the work dtype; returns out.
+
+        ``scratch`` (rows, d_source) of the work dtype receives x when x must be widened.
+        Raises `NonFiniteRows` naming the first offending row (offset by ``first_row``).
+        """
+        if x.dtype != self.work:
+            scratch = np.empty(x.shape, self.work) if scratch is None else scratch[: len(x)]
+            np.copyto(scratch, x, casting="unsafe")
+            x = scratch
+        np.matmul(x, self.matrix, out=out)
+        if self.normalize:
+            # (x/|x|) M = (x M)/|x|: normalise after the product, no copy of the input.
+            norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+            if not np.all(norms > 0):
+                bad = np.flatnonzero(~(norms > 0))
+                raise NonFiniteRows(bad + first_row, "zero or non-finite vector cannot be normalised")
+            out /= norms[:, None]
+        if self.bias is not None:
+            out += self.bias
+        if self.normalize:
+            out /= np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
+        # One reduction per chunk catches NaN/Inf anywhere in the input row.
+        check = out.sum(axis=1)
+        if not np.all(np.isfinite(check)):
+            raise NonFiniteRows(np.flatnonzero(~np.isfinite(check)) + first_row, "NaN or Inf value")
+        return out
