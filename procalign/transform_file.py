@@ -62,6 +62,19 @@ def array_checksum(arrays: dict[str, np.ndarray]) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def json_safe(value):
+    """Replace NaN/Inf by None and numpy scalars by Python ones, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def _arrays(t: Transform) -> dict[str, np.ndarray]:
     return {"matrix": np.asarray(t.matrix, "<f8"), "source_mean": np.asarray(t.source_mean, "<f8"),
             "target_mean": np.asarray(t.target_mean, "<f8"), "scale": np.asarray(t.scale, "<f8")}
@@ -85,11 +98,12 @@ def save(transform: Transform, path: str | os.PathLike, metadata: dict | None = 
     })
     meta.setdefault("options", {"centre": transform.centred, "normalize": transform.normalize,
                                 "scale": transform.scale != 1.0, "rotation_only": False})
+    meta = json_safe(meta)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.procalign-tmp")
     try:
         with open(tmp, "wb") as f:
-            np.savez(f, metadata=np.asarray(json.dumps(meta, sort_keys=True)), **arrays)
+            np.savez(f, metadata=np.asarray(json.dumps(meta, sort_keys=True, allow_nan=False)), **arrays)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -8,6 +8,7 @@ import typer
 from .. import __version__
 from .apply import apply
 from .errors import install_signal_handlers, state
+from .evaluate import evaluate
 from .fit import fit
 from .inspect import inspect
 
@@ -37,6 +38,7 @@ def main(
 app.command()(fit)
 app.command()(apply)
 app.command()(inspect)
+app.command()(evaluate)
 
 
 def run() -> None:

@@ -9,6 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgres
 from rich.table import Table
 
 from ..pipeline import Progress
+from ..transform_file import json_safe
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True)
@@ -40,16 +41,8 @@ def progress_for(quiet: bool) -> Progress:
 
 
 def print_json(doc) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=True, default=_plain) + "\n")
-
-
-def _plain(o):
-    import numpy as np
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
+    """One strict JSON document on stdout (NaN becomes null, so `jq` always parses it)."""
+    sys.stdout.write(json.dumps(json_safe(doc), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def fmt(v, digits=4) -> str:

@@ -126,8 +126,10 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
         except ValueError as e:
             raise UsageError(str(e), job.source.path) from None
         metadata = {
-            "source": {"name": job.source_name or job.source.path.stem, "file": job.source.path.name},
-            "target": {"name": job.target_name or job.target.path.stem, "file": job.target.path.name},
+            "source": {"name": job.source_name or job.source.path.stem, "file": job.source.path.name,
+                       "dim": src.dim},
+            "target": {"name": job.target_name or job.target.path.stem, "file": job.target.path.name,
+                       "dim": tgt.dim},
             "options": job.options.as_dict(),
             "anchors": stats.n,
             "pairing": pairing.summary(),

@@ -7,7 +7,7 @@ from .. import transform_file
 from .destination import Destination, check_destination
 from .fit import FitJob, FitResult, fit_files
 from .progress import Progress
-from .report import build_report, unmet_gates
+from .report import build_report, gated_block, unmet_gates
 
 
 def fit_and_save(job: FitJob, output: Path | None, gates: dict | None = None, overwrite: bool = False,
@@ -27,7 +27,7 @@ def fit_and_save(job: FitJob, output: Path | None, gates: dict | None = None, ov
         anchors = metadata["report"]["anchors"]
         metadata["fit"]["mean_cosine"] = anchors["cosine"]["mean"]
         metadata["fit"]["relative_residual"] = anchors["relative_residual"]
-    failures = unmet_gates(metadata.get("report", {}), gates or {})
+    failures = unmet_gates(gated_block(metadata.get("report", {})), gates or {})
     if output is not None and not failures:
         with Destination(output, inputs, overwrite) as dest:
             metadata = transform_file.save(result.transform, dest.temp, metadata)
