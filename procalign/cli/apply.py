@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from .. import transform_file
+from ..errors import UsageError
 from ..io import parse_location
 from ..pipeline import ApplyJob, apply_file
 from .errors import exit_codes
@@ -25,6 +26,7 @@ def apply(
     dataset: Dataset = None,
     memory: Annotated[int, typer.Option("--memory", help="Memory budget in MB for the streaming buffers (sets the chunk size).", min=8)] = 128,
     batch_rows: Annotated[Optional[int], typer.Option("--batch-rows", help="Rows per chunk (overrides --memory).", min=1)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue a run that was killed, from its last completed chunk (same input, transform and options).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Apply even if the input is stamped as being in another space.")] = False,
     overwrite: Overwrite = False,
     wait: Wait = False,
@@ -38,10 +40,10 @@ def apply(
     """
     with exit_codes():
         if dtype is not None and dtype not in DTYPES:
-            raise typer.BadParameter(f"{dtype!r} is not one of {', '.join(DTYPES)}", param_hint="--dtype")
+            raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
         job = ApplyJob(transform_file.load(transform), transform, parse_location(input, dataset),
                        parse_location(output, dataset), inverse, dtype, column, memory, batch_rows,
-                       overwrite, wait, force)
+                       overwrite, wait, force, resume)
         result = apply_file(job, progress_for(quiet or json_out))
         for note in result.notes:
             stderr.print(f"note: {note}")

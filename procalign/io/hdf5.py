@@ -41,18 +41,20 @@ class H5Reader(EmbeddingReader):
                 raise UsageError(f"{what}; name one as file.h5:/path or with --dataset", path)
             dataset = found[0]
         obj = self._file.get(dataset)
+        problem = None
         if obj is None:
+            problem = UsageError(f"no dataset {dataset!r}; list them with h5ls and fix the name", path)
+        elif not isinstance(obj, h5py.Dataset):
+            problem = UsageError(f"{dataset!r} is a group, not a dataset; name the dataset inside it", path)
+        elif obj.ndim != 2:
+            problem = InputError(f"dataset {dataset!r} is {obj.ndim}-D with shape {obj.shape}, expected 2-D "
+                                 "(rows, dim); reshape it before writing", path)
+        elif obj.dtype not in FLOAT_DTYPES:
+            problem = InputError(f"dataset {dataset!r} has dtype {obj.dtype}, expected float16/32/64; "
+                                 "convert it to float32", path)
+        if problem is not None:
             self.close()
-            raise UsageError(f"no dataset {dataset!r}; list them with h5ls and fix the name", path)
-        if not isinstance(obj, h5py.Dataset):
-            self.close()
-            raise UsageError(f"{dataset!r} is a group, not a dataset; name the dataset inside it", path)
-        if obj.ndim != 2:
-            self.close()
-            raise InputError(f"dataset {dataset!r} is {obj.ndim}-D with shape {obj.shape}, expected 2-D", path)
-        if obj.dtype not in FLOAT_DTYPES:
-            self.close()
-            raise InputError(f"dataset {dataset!r} has dtype {obj.dtype}, expected float16/32/64", path)
+            raise problem
         self.dataset_name = obj.name
         self._ds = obj
         self.rows, self.dim = obj.shape
@@ -112,12 +114,19 @@ class H5Writer(EmbeddingWriter):
             if isinstance(source, H5Reader):
                 self._copy_others(source)
             chunks = (max(1, min(rows, chunk_rows)), dim) if rows else None
-            self._ds = self._file.create_dataset(self.dataset_name, shape=(rows, dim), dtype=dtype, chunks=chunks)
+            # All chunks are allocated now, so writing rows later never changes the file's
+            # metadata: a run killed mid-way leaves a consistent file that --resume can reopen.
+            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+            dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+            self._ds = self._file.create_dataset(self.dataset_name, shape=(rows, dim), dtype=dtype,
+                                                 chunks=chunks, dcpl=dcpl if rows else None)
             if isinstance(source, H5Reader):
                 for k, v in source._ds.attrs.items():
                     self._ds.attrs[k] = v
-        if stamp is not None:
-            self._ds.attrs[STAMP_ATTR] = json.dumps(stamp, sort_keys=True)
+            if stamp is not None:
+                self._ds.attrs[STAMP_ATTR] = json.dumps(stamp, sort_keys=True)
+            self._file.flush()
         self.written = resume_rows
 
     def _copy_others(self, source: H5Reader) -> None:

@@ -125,8 +125,8 @@ class NpyWriter(EmbeddingWriter):
         self.written += len(a)
 
     def flush(self):
+        """Hand written rows to the OS: they then survive the death of this process."""
         self._file.flush()
-        os.fsync(self._file.fileno())
 
     def close(self):
         if self._file:

@@ -69,7 +69,8 @@ class ParquetReader(EmbeddingReader):
         ftype = schema.field(column).type
         if not _is_float_list(ftype):
             kind = "list of " + str(ftype.value_type) if _is_list(ftype) else str(ftype)
-            raise InputError(f"column {column!r} is {kind}, expected a list of floats", path)
+            raise InputError(f"column {column!r} is {kind}, expected a list of floats; cast it to "
+                             "list<float32> or name another column with --column", path)
         self.column, self.field_type = column, ftype
         self.id_column = id_column if id_column is not None else (ID_COLUMN if ID_COLUMN in schema.names else None)
         if self.id_column is not None and self.id_column not in schema.names:
@@ -146,7 +147,9 @@ def list_array(matrix: np.ndarray, like: pa.DataType | None) -> pa.Array:
 class ParquetWriter(EmbeddingWriter):
     """One row group per written chunk. From a parquet source, other columns pass through."""
 
-    def __init__(self, path, rows, dim, dtype, source=None, stamp=None, column=None):
+    def __init__(self, path, rows, dim, dtype, source=None, stamp=None, column=None, resume_rows=0):
+        if resume_rows:
+            raise ValueError("parquet output cannot be resumed mid-file")
         self.path = str(path)
         src = source if isinstance(source, ParquetReader) else None
         like = src.field_type if src else None
@@ -175,6 +178,9 @@ class ParquetWriter(EmbeddingWriter):
         else:
             rb = pa.RecordBatch.from_arrays([column], schema=self.schema)
         self._writer.write_batch(rb, row_group_size=len(embeddings))
+
+    def flush(self):
+        pass  # row groups reach the OS as they are written; the footer only at close
 
     def close(self):
         if self._writer is not None:

@@ -12,6 +12,7 @@ from ..errors import InputError, SpaceMismatchError, TransformFileError, UsageEr
 from ..io import Location, open_reader, writer_class
 from ..transform import ChunkMapper, NonFiniteRows, Transform
 from .destination import Destination
+from .journal import Journal, input_identity
 from .progress import Progress
 from .stream import run_stages
 
@@ -32,6 +33,7 @@ class ApplyJob:
     overwrite: bool = False
     wait: bool = False
     force: bool = False
+    resume: bool = False
 
 
 @dataclass
@@ -42,6 +44,7 @@ class ApplyResult:
     dtype: str
     direction: str
     notes: list[str] = field(default_factory=list)
+    resumed_from: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -97,10 +100,15 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
         notes = []
         if job.source.format == ".parquet" and job.destination.format != ".parquet":
             notes.append("other parquet columns are not carried into a non-parquet output")
+        identity = {**input_identity(job.source.path), "transform": stamp["transform"], "inverse": job.inverse,
+                    "dtype": str(out_dtype), "batch_rows": rows, "rows": reader.rows, "format": job.destination.format}
         began = time.perf_counter()
-        with Destination(job.destination.path, [job.source.path], job.overwrite, job.wait) as dest:
+        with Destination(job.destination.path, [job.source.path], job.overwrite, job.wait,
+                         keep_partial=job.resume) as dest:
+            start = _resume_point(job, dest, identity, notes)
+            journal = Journal(Journal.path_for(job.destination.path), identity, start)
             writer = writer_class(job.destination)(dest.temp, reader.rows, t.d_target, out_dtype,
-                                                   source=reader, stamp=stamp)
+                                                   source=reader, stamp=stamp, resume_rows=start)
             turn = [0]
 
             def compute(batch):
@@ -117,11 +125,13 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
             def consume(item):
                 out, extra = item
                 writer.write(out, extra)
+                writer.flush()
+                journal.save(journal.rows_done + len(out))
                 progress.advance(len(out))
 
-            progress.start("applying", reader.rows)
+            progress.start("applying", reader.rows - start)
             try:
-                run_stages(reader.iter_batches(rows), compute, consume)
+                run_stages(reader.iter_batches(rows, start), compute, consume)
                 writer.close()
             except BaseException:
                 writer.abort()
@@ -133,7 +143,28 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                 _write_sidecar(job.destination.path, stamp)
         seconds = time.perf_counter() - began
     return ApplyResult(reader.rows, seconds, str(job.destination), str(out_dtype),
-                       f"{expected} -> {produced}", notes)
+                       f"{expected} -> {produced}", notes, start)
+
+
+def _resume_point(job: ApplyJob, dest: Destination, identity: dict, notes: list[str]) -> int:
+    """Rows already complete in the temporary file (0 unless resuming a matching run)."""
+    if not job.resume:
+        return 0
+    found = Journal.read(job.destination.path)
+    if found is None or not dest.temp.exists():
+        dest.discard()
+        notes.append("nothing to resume; started from the beginning")
+        return 0
+    if found.identity != identity:
+        changed = sorted(k for k in identity if identity[k] != found.identity.get(k))
+        raise UsageError(f"the partial output was made with a different {', '.join(changed)}; rerun "
+                         "with the same input, transform and options, or without --resume", job.destination.path)
+    if job.destination.format == ".parquet":
+        dest.discard()
+        notes.append("parquet output restarts from the beginning (its footer is written only at the end)")
+        return 0
+    notes.append(f"resumed after row {found.rows_done}")
+    return found.rows_done
 
 
 def _write_sidecar(path: Path, stamp: dict) -> None:

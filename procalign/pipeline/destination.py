@@ -3,8 +3,10 @@
 `Destination` checks the path before any work, takes an exclusive lock beside it (flock, so a
 killed run never leaves a stale lock), hands out a temporary path in the same directory, and
 `commit` renames the finished file into place. Leaving the ``with`` block without `commit`
-deletes the temporary file, except after SIGKILL, where nothing runs: then the temporary file
-and its journal stay for ``apply --resume``.
+deletes the temporary file and its journal (errors, SIGINT, SIGTERM), except after SIGKILL,
+where nothing runs: then both stay for ``apply --resume``. With ``keep_partial`` (set by a
+resumable apply) a stale temporary file from a killed run is kept for the caller to resume;
+otherwise it is removed before writing starts.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import time
 from pathlib import Path
 
 from ..errors import LockedError, OutputError
+from .journal import Journal, journal_path
 
 
 def partial_path(final: Path) -> Path:
@@ -44,8 +47,9 @@ def check_destination(final: Path, inputs: list[Path], overwrite: bool) -> None:
 
 
 class Destination:
-    def __init__(self, final, inputs=(), overwrite=False, wait=False):
+    def __init__(self, final, inputs=(), overwrite=False, wait=False, keep_partial=False):
         self.final = Path(final)
+        self.keep_partial = keep_partial
         self.inputs = [Path(p) for p in inputs]
         self.overwrite = overwrite
         self.wait = wait
@@ -56,6 +60,8 @@ class Destination:
     def __enter__(self) -> "Destination":
         check_destination(self.final, self.inputs, self.overwrite)
         self._lock()
+        if not self.keep_partial:
+            self.discard()
         return self
 
     def _lock(self) -> None:
@@ -85,11 +91,15 @@ class Destination:
         """Move the finished temporary file into place (atomic on one filesystem)."""
         if self.final.exists() and not self.overwrite:
             raise OutputError("destination appeared while writing; pass --overwrite to replace it", self.final)
+        with open(self.temp, "rb+") as f:
+            os.fsync(f.fileno())  # the renamed file must hold the data even after a crash
         os.replace(self.temp, self.final)
         self.committed = True
+        self.discard()  # the journal
 
     def discard(self) -> None:
         self.temp.unlink(missing_ok=True)
+        Journal(journal_path(self.final), {}).remove()
 
     def __exit__(self, exc_type, exc, tb):
         if not self.committed:

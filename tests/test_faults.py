@@ -1,0 +1,155 @@
+"""Kills, interrupts and overlapping runs, with real processes."""
+import filecmp
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROWS, DIM = 200_000, 64
+BATCH = "512"
+CMD = [sys.executable, "-m", "procalign"]
+
+
+def run(*args, **kw):
+    return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, **kw)
+
+
+def start(*args):
+    return subprocess.Popen(CMD + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def hidden(dest: Path) -> list[str]:
+    return sorted(p.name for p in dest.parent.iterdir() if p.name.startswith(f".{dest.name}.procalign"))
+
+
+def wait_for(path: Path, proc, timeout=30.0):
+    end = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < end, f"{path} never appeared"
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("faults")
+    rng = np.random.default_rng(5)
+    np.save(d / "in.npy", rng.normal(size=(ROWS, DIM)).astype(np.float32))
+    np.save(d / "a.npy", rng.normal(size=(500, DIM)).astype(np.float32))
+    np.save(d / "b.npy", rng.normal(size=(500, DIM)).astype(np.float32))
+    assert run("fit", d / "a.npy", d / "b.npy", "-o", d / "t.npz", "--no-report").returncode == 0
+    refs = {}
+    for fmt in ("npy", "h5"):
+        refs[fmt] = d / f"ref.{fmt}"
+        r = run("apply", d / "t.npz", d / "in.npy", "-o", refs[fmt], "--batch-rows", BATCH)
+        assert r.returncode == 0, r.stderr
+    return d, refs
+
+
+def rows_done(journal: Path) -> int:
+    try:
+        return json.loads(journal.read_text())["rows_done"]
+    except (OSError, ValueError):
+        return 0
+
+
+# Where SIGKILL lands: a fraction of the rows done (read from the journal), or a time after start.
+KILL_POINTS = [("time", 0.05), ("time", 0.3)] + [("rows", f) for f in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.97)]
+
+
+@pytest.mark.parametrize("fmt", ["npy", "h5"])
+def test_sigkill_then_resume_is_byte_identical(work, fmt):
+    d, refs = work
+    results = []
+    for k, (kind, at) in enumerate(KILL_POINTS):
+        dest = d / f"k{k}.{fmt}"
+        journal = d / f".{dest.name}.procalign-journal"
+        p = start("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", BATCH)
+        if kind == "time":
+            time.sleep(at)
+        else:
+            while p.poll() is None and rows_done(journal) < at * ROWS:
+                time.sleep(0.001)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        if dest.exists():  # finished before the kill: then it must be complete
+            assert filecmp.cmp(dest, refs[fmt], shallow=False)
+            results.append("finished")
+            continue
+        r = run("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", BATCH, "--resume")
+        assert r.returncode == 0, r.stderr
+        assert filecmp.cmp(dest, refs[fmt], shallow=False), f"kill point {kind} {at}: resumed output differs"
+        assert hidden(dest) == [], hidden(dest)
+        results.append("resumed" if "resumed after row" in r.stderr else "restarted")
+    # the kill points must really have caught runs mid-way
+    assert results.count("resumed") >= 8, results
+
+
+def test_sigkill_never_leaves_a_partial_destination(work):
+    d, _ = work
+    for k, delay in enumerate([0.55, 0.65, 0.8, 1.0, 1.2]):
+        dest = d / f"p{k}.parquet"
+        p = start("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", "4096")
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        if dest.exists():
+            import pyarrow.parquet as pq
+            assert pq.ParquetFile(dest).metadata.num_rows == ROWS
+
+
+def test_resume_refuses_a_different_input(work):
+    d, _ = work
+    dest = d / "changed.npy"
+    p = start("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", "256")
+    wait_for(d / f".{dest.name}.procalign-journal", p)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    r = run("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", "512", "--resume")
+    assert r.returncode == 2 and "different batch_rows" in r.stderr
+    assert not dest.exists()
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_and_sigint_remove_the_temporary_file(work, sig, code):
+    d, _ = work
+    dest = d / f"sig{code}.npy"
+    p = start("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", "64")
+    wait_for(d / f".{dest.name}.procalign-journal", p)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == code, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not dest.exists() and hidden(dest) == []
+
+
+def test_second_writer_fails_fast_then_waits_with_wait(work):
+    d, refs = work
+    dest = d / "locked.npy"
+    first = start("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", "64")
+    wait_for(d / f".{dest.name}.procalign-partial", first)
+    began = time.monotonic()
+    second = run("apply", d / "t.npz", d / "in.npy", "-o", dest)
+    assert second.returncode == 7, second.stderr
+    assert "--wait" in second.stderr and time.monotonic() - began < 5
+    waiter = start("apply", d / "t.npz", d / "in.npy", "-o", dest, "--wait", "--overwrite", "--batch-rows", BATCH)
+    assert first.wait(timeout=120) == 0
+    out, err = waiter.communicate(timeout=120)
+    assert waiter.returncode == 0, err
+    assert filecmp.cmp(dest, refs["npy"], shallow=False)
+    assert hidden(dest) == []
+
+
+def test_existing_destination_needs_overwrite(work):
+    d, _ = work
+    dest = d / "exists.npy"
+    dest.write_bytes(b"keep me")
+    r = run("apply", d / "t.npz", d / "in.npy", "-o", dest)
+    assert r.returncode == 6 and "--overwrite" in r.stderr
+    assert dest.read_bytes() == b"keep me"
