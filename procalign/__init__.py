@@ -10,12 +10,26 @@ Library entry points (the CLI is a thin layer over these):
 """
 __version__ = "0.1.0"
 
-from .errors import ProcalignError  # noqa: E402
-from .stats import AlignmentStats  # noqa: E402
-from .transform import Transform  # noqa: E402
-from .procrustes import FitOptions, fit_transform, solve_orthogonal  # noqa: E402
-from .transform_file import load as load_transform, save as save_transform  # noqa: E402
-from .estimator import ProcrustesAligner  # noqa: E402
+# Names resolve on first use, so `procalign --help` does not pay for importing numpy.
+_EXPORTS = {
+    "AlignmentStats": ("stats", "AlignmentStats"),
+    "FitOptions": ("procrustes", "FitOptions"),
+    "ProcalignError": ("errors", "ProcalignError"),
+    "ProcrustesAligner": ("estimator", "ProcrustesAligner"),
+    "Transform": ("transform", "Transform"),
+    "fit_transform": ("procrustes", "fit_transform"),
+    "load_transform": ("transform_file", "load"),
+    "save_transform": ("transform_file", "save"),
+    "solve_orthogonal": ("procrustes", "solve_orthogonal"),
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
 
-__all__ = ["AlignmentStats", "FitOptions", "ProcalignError", "ProcrustesAligner", "Transform",
-           "fit_transform", "load_transform", "save_transform", "solve_orthogonal", "__version__"]
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'procalign' has no attribute {name!r}")
+    import importlib
+    module, attr = _EXPORTS[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value
+    return value

@@ -12,9 +12,11 @@ Dask reduction and an in-memory fit are the same computation.
 
 Notes
 -----
-Per chunk, rows are shifted by the chunk's own mean and the product is taken in the chunk's
-float precision (float32 stays float32, so BLAS runs at full speed); the chunk results are
-promoted to float64 before merging. Shifting first is what keeps the centred co-moment free of
+Per chunk, rows are shifted by a provisional mean (that of the chunk's first block) and the
+products are taken in the chunk's float precision (float32 stays float32, so BLAS runs at full
+speed), block by block so each shifted block is still in cache for its product; block results
+are promoted to float64 and the small difference between the provisional and the exact mean is
+corrected exactly afterwards. Shifting first is what keeps the centred co-moment free of
 catastrophic cancellation. Cost per chunk of b rows: one b x d_s x d_t product (three with
 Gram matrices); memory: d_s x d_t float64 (plus d_s^2 + d_t^2).
 """
@@ -23,6 +25,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+
+class NonFiniteInput(ValueError):
+    """NaN or Inf in a batch; ``source_rows``/``target_rows`` index the offending rows."""
+
+    def __init__(self, source_rows: np.ndarray, target_rows: np.ndarray):
+        self.source_rows, self.target_rows = source_rows, target_rows
+        where = f"source row {source_rows[0]}" if len(source_rows) else f"target row {target_rows[0]}"
+        super().__init__(f"NaN or Inf at {where} of the batch")
 
 
 def _work_dtype(a: np.ndarray) -> np.dtype:
@@ -53,25 +64,50 @@ class AlignmentStats:
         return self.gram_source is not None
 
     @classmethod
-    def from_batch(cls, x: np.ndarray, y: np.ndarray, with_gram: bool = False) -> "AlignmentStats":
+    def from_batch(cls, x: np.ndarray, y: np.ndarray, with_gram: bool = False,
+                   block: int = 2048) -> "AlignmentStats":
         """Statistics of one chunk of paired rows (x[i] pairs with y[i])."""
         if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
             raise ValueError(f"paired batches need shapes (n, d_s) and (n, d_t), got {x.shape} and {y.shape}")
-        n = x.shape[0]
+        n, d_s = x.shape
+        d_t = y.shape[1]
         if n == 0:
-            return cls.empty(x.shape[1], y.shape[1], with_gram)
-        mx = x.mean(axis=0, dtype=np.float64)
-        my = y.mean(axis=0, dtype=np.float64)
-        xc = x.astype(_work_dtype(x), copy=True)
-        xc -= mx.astype(xc.dtype)
-        yc = y.astype(_work_dtype(y), copy=True)
-        yc -= my.astype(yc.dtype)
-        stats = cls(n, mx, my, (xc.T @ yc).astype(np.float64),
-                    float(np.einsum("ij,ij->", xc, xc, dtype=np.float64)),
-                    float(np.einsum("ij,ij->", yc, yc, dtype=np.float64)))
+            return cls.empty(d_s, d_t, with_gram)
+        wx, wy = _work_dtype(x), _work_dtype(y)
+        shift_x = x[:block].mean(axis=0, dtype=np.float64)
+        shift_y = y[:block].mean(axis=0, dtype=np.float64)
+        sx, sy = shift_x.astype(wx), shift_y.astype(wy)
+        bx, by = np.empty((min(block, n), d_s), wx), np.empty((min(block, n), d_t), wy)
+        cross = np.zeros((d_s, d_t))
+        sum_x, sum_y = np.zeros(d_s), np.zeros(d_t)
+        sq_x = sq_y = 0.0
+        gram_x = np.zeros((d_s, d_s)) if with_gram else None
+        gram_y = np.zeros((d_t, d_t)) if with_gram else None
+        for a in range(0, n, block):
+            xs = np.subtract(x[a:a + block], sx, out=bx[: min(block, n - a)], casting="unsafe")
+            ys = np.subtract(y[a:a + block], sy, out=by[: len(xs)], casting="unsafe")
+            cross += xs.T @ ys
+            sum_x += xs.sum(axis=0)
+            sum_y += ys.sum(axis=0)
+            flat_x, flat_y = xs.reshape(-1), ys.reshape(-1)
+            sq_x += float(flat_x @ flat_x)
+            sq_y += float(flat_y @ flat_y)
+            if with_gram:
+                gram_x += xs.T @ xs
+                gram_y += ys.T @ ys
+        if not (np.isfinite(sum_x).all() and np.isfinite(sum_y).all()):
+            # NaN/Inf reach the block sums; only now are the rows inspected.
+            bad_x = np.flatnonzero(~np.isfinite(x).all(axis=1))
+            bad_y = np.flatnonzero(~np.isfinite(y).all(axis=1))
+            if len(bad_x) or len(bad_y):
+                raise NonFiniteInput(bad_x, bad_y)
+        # Move from the provisional shift to the exact mean: small terms, no cancellation.
+        dx, dy = sum_x / n, sum_y / n
+        stats = cls(n, shift_x + dx, shift_y + dy, cross - n * np.outer(dx, dy),
+                    sq_x - n * float(dx @ dx), sq_y - n * float(dy @ dy))
         if with_gram:
-            stats.gram_source = (xc.T @ xc).astype(np.float64)
-            stats.gram_target = (yc.T @ yc).astype(np.float64)
+            stats.gram_source = gram_x - n * np.outer(dx, dx)
+            stats.gram_target = gram_y - n * np.outer(dy, dy)
         return stats
 
     def update(self, x: np.ndarray, y: np.ndarray) -> "AlignmentStats":

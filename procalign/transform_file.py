@@ -46,6 +46,7 @@ import numpy as np
 
 from . import __version__
 from .errors import TransformFileError
+from .jsonsafe import json_safe
 from .transform import Transform
 
 FORMAT = "procalign-transform"
@@ -60,19 +61,6 @@ def array_checksum(arrays: dict[str, np.ndarray]) -> str:
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
     return "sha256:" + h.hexdigest()
-
-
-def json_safe(value):
-    """Replace NaN/Inf by None and numpy scalars by Python ones, recursively (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def _arrays(t: Transform) -> dict[str, np.ndarray]:

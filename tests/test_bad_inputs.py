@@ -116,6 +116,14 @@ def case_inf_fit(i, o):
     return ["fit", p, npy(i / "ok.npy", good()), "-o", o / "t.npz"], p, 4, "row 23"
 
 
+def case_nan_fit_one_pass(i, o):
+    a = good(5000)
+    a[4321, 2] = np.nan
+    p = npy(i / "nan_target.npy", a)
+    return ["fit", npy(i / "ok.npy", good(5000)), p, "-o", o / "t.npz", "--no-report",
+            "--batch-rows", "1000"], p, 4, "row 4321"
+
+
 def case_zero_vector_normalize(i, o):
     a = good()
     a[5] = 0

@@ -5,10 +5,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import transform_file
-from ..errors import UsageError
-from ..io import parse_location
-from ..pipeline import ApplyJob, apply_file
 from .errors import exit_codes
 from .options import Column, Dataset, Json, Overwrite, Quiet, Wait
 from .render import print_json, progress_for, stderr, stdout
@@ -39,6 +35,11 @@ def apply(
     complete; on any error nothing is left there.
     """
     with exit_codes():
+        # imported here so that --help starts without numpy, pyarrow or h5py
+        from .. import transform_file
+        from ..errors import UsageError
+        from ..io import parse_location
+        from ..pipeline import ApplyJob, apply_file
         if dtype is not None and dtype not in DTYPES:
             raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
         job = ApplyJob(transform_file.load(transform), transform, parse_location(input, dataset),

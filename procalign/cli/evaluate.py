@@ -5,10 +5,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import transform_file
-from ..io import parse_location
-from ..pipeline.evaluate import EvaluateJob, evaluate_files
-from ..pipeline.report import gate_error, unmet_gates
 from .errors import exit_codes
 from .options import Column, IdColumn, Json, Quiet
 from .render import print_json, progress_for, stdout
@@ -31,6 +27,11 @@ def evaluate(
 ) -> None:
     """Measure how well a saved SOURCE -> TARGET map aligns a new sample of pairs (drift check)."""
     with exit_codes():
+        # imported here so that --help starts without numpy, pyarrow or h5py
+        from .. import transform_file
+        from ..io import parse_location
+        from ..pipeline.evaluate import EvaluateJob, evaluate_files
+        from ..pipeline.report import gate_error, unmet_gates
         job = EvaluateJob(transform_file.load(transform), transform, parse_location(source), parse_location(target),
                           column, id_column, by_position, eval_size=eval_size)
         report = evaluate_files(job, progress_for(quiet or json_out))

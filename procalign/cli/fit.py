@@ -6,11 +6,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..io import parse_location
-from ..pipeline.fit import FitJob
-from ..pipeline.fit_and_save import fit_and_save
-from ..pipeline.report import gate_error
-from ..procrustes import FitOptions
 from .errors import exit_codes
 from .options import Column, IdColumn, Json, Overwrite, Quiet
 from .render import print_json, progress_for
@@ -48,6 +43,12 @@ def fit(
     pairs are joined by id. The map is written to -o and its quality is printed.
     """
     with exit_codes():
+        # imported here so that --help starts without numpy, pyarrow or h5py
+        from ..io import parse_location
+        from ..pipeline.fit import FitJob
+        from ..pipeline.fit_and_save import fit_and_save
+        from ..pipeline.report import gate_error
+        from ..procrustes import FitOptions
         job = FitJob(parse_location(source), parse_location(target),
                      FitOptions(centre, normalize, scale, rotation_only), column, id_column, by_position,
                      batch_rows, holdout, seed, report or any(g is not None for g in (min_top1, min_cosine, max_residual)),

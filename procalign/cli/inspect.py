@@ -5,8 +5,6 @@ from typing import Annotated
 
 import typer
 
-from .. import transform_file
-from ..io import open_reader, parse_location
 from .errors import exit_codes
 from .options import Column, Dataset, Json
 from .render import key_value_table, print_json, stdout
@@ -22,6 +20,9 @@ def inspect(
     """Show what a transform file holds (direction, options, fit and quality), or the shape and
     space stamp of an embedding file."""
     with exit_codes():
+        # imported here so that --help starts without numpy, pyarrow or h5py
+        from .. import transform_file
+        from ..io import open_reader, parse_location
         if path.lower().endswith(".npz"):
             t = transform_file.load(path)
             meta = t.metadata

@@ -8,8 +8,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..pipeline import Progress
-from ..transform_file import json_safe
+from ..jsonsafe import json_safe
+from ..pipeline.progress import Progress
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True)

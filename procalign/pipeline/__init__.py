@@ -3,8 +3,17 @@
 The pipeline opens files through `procalign.io`, does the math through the library modules
 and returns plain results; it never prints. The CLI is a thin layer over it.
 """
-from .apply import ApplyJob, ApplyResult, apply_file
-from .fit import FitJob, FitResult, fit_files
 from .progress import Progress
 
-__all__ = ["ApplyJob", "ApplyResult", "FitJob", "FitResult", "Progress", "apply_file", "fit_files"]
+_EXPORTS = {"ApplyJob": "apply", "ApplyResult": "apply", "apply_file": "apply",
+            "FitJob": "fit", "FitResult": "fit", "fit_files": "fit"}
+__all__ = sorted(_EXPORTS) + ["Progress"]
+
+
+def __getattr__(name):  # lazy, so the CLI starts without numpy
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'procalign.pipeline' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value
+    return value

@@ -72,7 +72,7 @@ def check_stamp(stamp: dict | None, expected: str, produced: str, path: str, for
 
 def batch_rows_for(budget_mb: int, d_in: int, d_out: int, in_bytes: int, out_bytes: int) -> int:
     """Rows per chunk so that all reused buffers fit in the memory budget."""
-    per_row = RING * (d_in * in_bytes + d_out * out_bytes) + d_in * 4 + d_out * 4
+    per_row = RING * (d_in * in_bytes + d_out * out_bytes)
     return int(max(256, min(1 << 17, budget_mb * 2**20 // per_row)))
 
 
@@ -91,12 +91,11 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
         work = np.float64 if reader.dtype == np.float64 or out_dtype == np.float64 else np.float32
         mapper = ChunkMapper(t, work)
         rows = job.batch_rows or batch_rows_for(job.memory_mb, reader.dim, t.d_target,
-                                                np.dtype(work).itemsize, np.dtype(work).itemsize)
+                                                reader.dtype.itemsize, out_dtype.itemsize)
         stamp = {"space": produced, "from_space": expected,
                  "transform": job.transform.metadata.get("checksum"),
                  "direction": "inverse" if job.inverse else "forward"}
-        out_ring = [np.empty((min(rows, max(reader.rows, 1)), t.d_target), work) for _ in range(RING)]
-        scratch = np.empty((min(rows, max(reader.rows, 1)), reader.dim), work)
+        out_ring = [np.empty((min(rows, max(reader.rows, 1)), t.d_target), out_dtype) for _ in range(RING)]
         notes = []
         if job.source.format == ".parquet" and job.destination.format != ".parquet":
             notes.append("other parquet columns are not carried into a non-parquet output")
@@ -115,7 +114,7 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                 out = out_ring[turn[0] % RING][: len(batch.embeddings)]
                 turn[0] += 1
                 try:
-                    mapper.map(batch.embeddings, out, batch.start, scratch)
+                    mapper.map(batch.embeddings, out, batch.start)
                 except NonFiniteRows as e:
                     raise InputError(f"{e.what} at row {int(e.rows[0])}; drop or repair those rows"
                                      + (" or apply without normalisation" if "normal" in e.what else ""),

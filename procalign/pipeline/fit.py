@@ -8,11 +8,12 @@ import numpy as np
 from ..errors import InputError, UsageError
 from ..io import Location, open_reader
 from ..procrustes import FitOptions, fit_transform
-from ..stats import AlignmentStats
+from ..stats import AlignmentStats, NonFiniteInput
 from ..transform import NonFiniteRows, Transform, unit_rows
 from .anchors import Pairing, iter_pairs, pair_anchors
 from .progress import Progress
 from .sampling import uniform_by_index
+from .stream import run_stages
 
 
 @dataclass
@@ -42,12 +43,19 @@ class FitResult:
     control: tuple[np.ndarray, np.ndarray] | None = None                      # fit-side sample
 
 
-def checked(x: np.ndarray, path: str, rows_of, normalize: bool) -> np.ndarray:
-    """Reject NaN/Inf rows (and zero rows when normalising), naming the file row."""
-    bad = np.flatnonzero(~np.isfinite(x.sum(axis=1, dtype=np.float64)))
-    if len(bad):
-        raise InputError(f"NaN or Inf at row {rows_of(bad[0])} ({len(bad)} bad rows in this chunk); "
-                         "drop or repair those rows", path)
+def non_finite(path: str, row: int) -> InputError:
+    return InputError(f"NaN or Inf at row {row}; drop or repair that row", path)
+
+
+def checked(x: np.ndarray, path: str, rows_of, normalize: bool, check_finite: bool = True) -> np.ndarray:
+    """Reject NaN/Inf rows (and zero rows when normalising), naming the file row.
+
+    ``check_finite=False`` when the caller's statistics already trip on NaN/Inf (the fit).
+    """
+    if check_finite and not np.isfinite(np.sum(x)):  # one contiguous sum is the cheap tripwire
+        bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
+        if len(bad):
+            raise non_finite(path, rows_of(bad[0]))
     if normalize:
         try:
             return unit_rows(x)
@@ -102,9 +110,26 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
             return int(pairing.target_index[start + i]) if pairing.mode == "id" else start + i
 
         progress.start("fitting", n)
-        for start, x, y in iter_pairs(src, tgt, pairing, job.batch_rows):
-            x = checked(x, src.path, lambda i: source_row(i, start), job.options.normalize)
-            y = checked(y, tgt.path, lambda i: target_row(i, start), job.options.normalize)
+
+        # The one-pass fit lets the statistics trip on NaN/Inf (no extra pass over the data);
+        # with a hold-out or report, rows are checked up front as some never reach them.
+        check = job.holdout > 0 or job.report
+
+        def add(item):
+            start, x, y = item
+            x = checked(x, src.path, lambda i: source_row(i, start), job.options.normalize, check)
+            y = checked(y, tgt.path, lambda i: target_row(i, start), job.options.normalize, check)
+            try:
+                return _add(start, x, y)
+            except NonFiniteInput as e:
+                if len(e.source_rows):
+                    raise non_finite(src.path, source_row(int(e.source_rows[0]), start)) from None
+                raise non_finite(tgt.path, target_row(int(e.target_rows[0]), start)) from None
+
+        def _add(start, x, y):
+            if job.holdout == 0 and not job.report:
+                stats.update(x, y)
+                return len(x)
             u = uniform_by_index(start, len(x), job.seed)
             held = u < job.holdout
             if held.any():
@@ -117,7 +142,10 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
                 # A second, independent hash picks the fit-side rows for the shuffled control.
                 v = uniform_by_index(start, len(x), job.seed + 1)
                 control.add(x, y, mask=~held & (v < keep_control))
-            progress.advance(len(x))
+            return len(x)
+
+        # Reading both files overlaps the products (see stream.py).
+        run_stages(iter_pairs(src, tgt, pairing, job.batch_rows), add, progress.advance)
         progress.stop()
         if stats.n == 0:
             raise UsageError(f"--holdout {job.holdout} leaves no anchor pair to fit on ({n} pairs)", job.source.path)

@@ -13,31 +13,34 @@ import numpy as np
 from ..bound import procrustes_bound
 from ..errors import QualityGateError
 from ..io import open_reader
-from ..metrics import CosineHistogram, cosine_summary, knn_overlap, retrieval, row_cosines
+from ..metrics import CosineHistogram, cosine_summary, knn_indices, knn_overlap, retrieval, row_cosines
 from ..procrustes import fit_transform
 from ..ridge import ridge_map
 from ..stats import AlignmentStats
-from ..transform import Transform
+from ..transform import ChunkMapper, Transform, unit_rows
 from .anchors import iter_pairs
-from .fit import FitJob, FitResult, checked
+from .fit import FitJob, FitResult
+from .stream import run_stages
 from .sampling import uniform_by_index
 
 WORST = 10
 
 
-def pair_metrics(mapped: np.ndarray, y: np.ndarray, knn: bool = True) -> dict:
-    """Cosine, retrieval, neighbourhood agreement and relative residual of mapped vs y."""
+def pair_metrics(mapped: np.ndarray, y: np.ndarray, y_neighbours: np.ndarray | None = None) -> dict:
+    """Cosine, retrieval, relative residual of mapped vs y, and neighbourhood agreement when
+    y's neighbours (`knn_indices`) are given."""
     out = {"cosine": cosine_summary(row_cosines(mapped, y)), **retrieval(mapped, y),
            "relative_residual": float(np.linalg.norm(mapped - y) / np.linalg.norm(y))}
-    if knn:
-        out["knn10_overlap"] = knn_overlap(mapped, y, 10)
+    if y_neighbours is not None:
+        out["knn10_overlap"] = knn_overlap(mapped, y, 10, b_neighbours=y_neighbours)
     return out
 
 
 def heldout_report(transform: Transform, x, y, control, stats: AlignmentStats, seed: int) -> dict:
-    report = {"pairs": int(len(x)), "aligned": pair_metrics(transform(x), y)}
+    ny = knn_indices(y, 10) if len(y) > 1 else None
+    report = {"pairs": int(len(x)), "aligned": pair_metrics(transform(x), y, ny)}
     if x.shape[1] == y.shape[1]:
-        report["unaligned"] = pair_metrics(np.asarray(x, np.float64), y)
+        report["unaligned"] = pair_metrics(np.asarray(x, np.float64), y, ny)
     if control is not None and len(control[0]) > 1:
         cx, cy = control
         perm = np.random.default_rng(seed).permutation(len(cy))
@@ -45,36 +48,51 @@ def heldout_report(transform: Transform, x, y, control, stats: AlignmentStats, s
         opts = transform.metadata.get("options", {})
         from ..procrustes import FitOptions
         t, _ = fit_transform(shuffled, FitOptions(**{**opts, "scale": False}))
-        report["shuffled_control"] = {"fitted_on": int(len(cx)), **pair_metrics(t(x), y, knn=False)}
+        report["shuffled_control"] = {"fitted_on": int(len(cx)), **pair_metrics(t(x), y)}
     if stats.with_gram:
         w, b = ridge_map(stats)
-        report["ridge_affine"] = pair_metrics(np.asarray(x, np.float64) @ w + b, y)
+        report["ridge_affine"] = pair_metrics(np.asarray(x, np.float64) @ w + b, y, ny)
     return report
 
 
 def anchor_report(job: FitJob, result: FitResult) -> dict:
-    """Second pass over the fitted anchors: cosine distribution, residual, worst pairs."""
+    """Second pass over the fitted anchors: cosine distribution, residual, worst pairs.
+
+    Maps in float32 with the streaming kernel and derives cosine and squared residual from
+    three row dot products, so this pass costs about one product per chunk.
+    """
     hist = CosineHistogram()
     worst: list[tuple[float, str]] = []
-    res_sq = y_sq = 0.0
-    t, pairing = result.transform, result.pairing
+    totals = {"res_sq": 0.0, "y_sq": 0.0}
+    pairing = result.pairing
+    mapper = ChunkMapper(result.transform, np.float32)
+    out = np.empty((job.batch_rows, result.transform.d_target), np.float32)
+
+    def measure(item):
+        start, x, y = item
+        if job.options.normalize:
+            x, y = unit_rows(x), unit_rows(y)
+        keep = uniform_by_index(start, len(x), job.seed) >= job.holdout
+        mapped = mapper.map(x, out[: len(x)], start)[keep]
+        y = np.asarray(y, np.float32)[keep]
+        my = np.einsum("ij,ij->i", mapped, y, dtype=np.float64)
+        mm = np.einsum("ij,ij->i", mapped, mapped, dtype=np.float64)
+        yy = np.einsum("ij,ij->i", y, y, dtype=np.float64)
+        hist.add(my / np.sqrt(np.maximum(mm * yy, 1e-300)))
+        r = np.maximum(mm + yy - 2 * my, 0.0)
+        totals["res_sq"] += float(r.sum())
+        totals["y_sq"] += float(yy.sum())
+        index = np.flatnonzero(keep) + start
+        for j in np.argsort(r)[-WORST:]:
+            name = str(pairing.ids[index[j]]) if pairing.ids is not None else f"row {index[j]}"
+            item = (float(r[j]), name)
+            heapq.heappush(worst, item) if len(worst) < WORST else heapq.heappushpop(worst, item)
+        return None
+
     with open_reader(job.source, job.column, job.id_column) as src, \
             open_reader(job.target, job.column, job.id_column) as tgt:
-        for start, x, y in iter_pairs(src, tgt, pairing, job.batch_rows):
-            x = checked(x, src.path, lambda i: i, job.options.normalize)
-            y = checked(y, tgt.path, lambda i: i, job.options.normalize)
-            fit_rows = uniform_by_index(start, len(x), job.seed) >= job.holdout
-            x, y = x[fit_rows], y[fit_rows]
-            mapped = t(x)
-            hist.add(row_cosines(mapped, y))
-            r = np.einsum("ij,ij->i", mapped - y, mapped - y)
-            res_sq += float(r.sum())
-            y_sq += float(np.einsum("ij,ij->", y, y, dtype=np.float64))
-            index = np.flatnonzero(fit_rows) + start
-            for j in np.argsort(r)[-WORST:]:
-                name = str(pairing.ids[index[j]]) if pairing.ids is not None else f"row {index[j]}"
-                item = (float(r[j]), name)
-                heapq.heappush(worst, item) if len(worst) < WORST else heapq.heappushpop(worst, item)
+        run_stages(iter_pairs(src, tgt, pairing, job.batch_rows), measure, lambda _: None)
+    res_sq, y_sq = totals["res_sq"], totals["y_sq"]
     return {"pairs": hist.n, "cosine": hist.summary(),
             "relative_residual": float(np.sqrt(res_sq / y_sq)) if y_sq else None,
             "worst": [{"id": name, "squared_residual": r} for r, name in sorted(worst, reverse=True)]}
