@@ -72,8 +72,10 @@ def io_npy(src, dst, rows):
 
 def io_parquet(src, dst, rows):
     import pyarrow.parquet as pq
+    from procalign.io.parquet import writer_options
     pf = pq.ParquetFile(src)
-    with pq.ParquetWriter(dst, pf.schema_arrow) as w:
+    # the same encoding procalign writes, so that only the work differs
+    with pq.ParquetWriter(dst, pf.schema_arrow, **writer_options(pf.schema_arrow, "embedding")) as w:
         for rb in pf.iter_batches(batch_size=int(rows)):
             rb.column(rb.schema.names.index("embedding")).flatten().to_numpy()
             w.write_batch(rb, row_group_size=rb.num_rows)
