@@ -111,12 +111,12 @@ def reference_q(files: dict) -> np.ndarray:
 
 # ---------------------------------------------------------------- cases
 def bench_apply(name, src, out_ext, t, work, n, d, repeat, io_kind):
-    out = work / f"out.{out_ext}"
+    out = work / f"apply_out.{out_ext}"
 
     def clean():
-        for p in work.glob("out.*"):
+        for p in work.glob("apply_out.*"):
             p.unlink()
-        for p in work.glob(".out.*"):
+        for p in work.glob(".apply_out.*"):
             p.unlink()
     row = {"case": name, "n": n, "d": d}
     row["procalign"] = best_of(CLI + ["apply", t, src, "-o", out, "-q", "--overwrite"], repeat, clean)

@@ -45,7 +45,7 @@ def work(tmp_path_factory):
     np.save(d / "b.npy", rng.normal(size=(500, DIM)).astype(np.float32))
     assert run("fit", d / "a.npy", d / "b.npy", "-o", d / "t.npz", "--no-report").returncode == 0
     refs = {}
-    for fmt in ("npy", "h5"):
+    for fmt in ("npy", "h5", "parquet"):
         refs[fmt] = d / f"ref.{fmt}"
         r = run("apply", d / "t.npz", d / "in.npy", "-o", refs[fmt], "--batch-rows", BATCH)
         assert r.returncode == 0, r.stderr
@@ -63,7 +63,7 @@ def rows_done(journal: Path) -> int:
 KILL_POINTS = [("time", 0.05), ("time", 0.3)] + [("rows", f) for f in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.97)]
 
 
-@pytest.mark.parametrize("fmt", ["npy", "h5"])
+@pytest.mark.parametrize("fmt", ["npy", "h5", "parquet"])
 def test_sigkill_then_resume_is_byte_identical(work, fmt):
     d, refs = work
     results = []
@@ -89,6 +89,21 @@ def test_sigkill_then_resume_is_byte_identical(work, fmt):
         results.append("resumed" if "resumed after row" in r.stderr else "restarted")
     # the kill points must really have caught runs mid-way
     assert results.count("resumed") >= 8, results
+
+
+def test_resume_without_the_footer_sidecar_starts_over(work):
+    d, refs = work
+    dest = d / "nosidecar.parquet"
+    p = start("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", BATCH)
+    journal = d / f".{dest.name}.procalign-journal"
+    while p.poll() is None and rows_done(journal) < ROWS // 3:
+        time.sleep(0.001)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    (d / f".{dest.name}.procalign-partial.footers").unlink()
+    r = run("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", BATCH, "--resume")
+    assert r.returncode == 0 and "could not resume" in r.stderr, r.stderr
+    assert filecmp.cmp(dest, refs["parquet"], shallow=False) and hidden(dest) == []
 
 
 def test_sigkill_never_leaves_a_partial_destination(work):

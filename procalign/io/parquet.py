@@ -9,12 +9,15 @@ plain and uncompressed (see `writer_options`).
 from __future__ import annotations
 
 import json
+import os
+import struct
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError, UsageError
+from . import parquet_footer as footer
 from .base import Batch, EmbeddingReader, EmbeddingWriter
 
 STAMP_KEY = b"procalign.stamp"
@@ -154,11 +157,16 @@ def writer_options(schema: pa.Schema, column: str) -> dict:
 
 
 class ParquetWriter(EmbeddingWriter):
-    """One row group per written chunk. From a parquet source, other columns pass through."""
+    """One row group per written chunk. From a parquet source, other columns pass through.
+
+    Each chunk is encoded by pyarrow as a complete in-memory Parquet file; its body goes to the
+    output and its footer to a sidecar (``PATH.footers``), flushed per chunk. `close` merges the
+    footers (`parquet_footer.merge`) and deletes the sidecar. After a kill, ``resume_rows``
+    reopens the file and keeps the chunks the sidecar lists, so the result is byte-identical to
+    an uninterrupted run with the same chunks.
+    """
 
     def __init__(self, path, rows, dim, dtype, source=None, stamp=None, column=None, resume_rows=0):
-        if resume_rows:
-            raise ValueError("parquet output cannot be resumed mid-file")
         self.path = str(path)
         src = source if isinstance(source, ParquetReader) else None
         like = src.field_type if src else None
@@ -175,8 +183,45 @@ class ParquetWriter(EmbeddingWriter):
             meta[STAMP_KEY] = json.dumps(stamp, sort_keys=True).encode()
         self.schema = schema.with_metadata(meta)
         self._like = like if like is not None else probe.type
-        self._writer = pq.ParquetWriter(self.path, self.schema, **writer_options(self.schema, self.column))
+        self._options = writer_options(self.schema, self.column)
         self.dtype = np.dtype(dtype)
+        self._sidecar_path = self.path + ".footers"
+        self._footers: list[tuple[bytes, int]] = []
+        if resume_rows:
+            self._reopen(resume_rows)
+        else:
+            self._file = open(self.path, "wb")
+            self._file.write(footer.MAGIC)
+            self._sidecar = open(self._sidecar_path, "wb")
+
+    def _reopen(self, rows: int) -> None:
+        records, done, end, pos = [], 0, 4, 0
+        with open(self._sidecar_path, "rb") as f:
+            data = f.read()
+        while done < rows and pos + 20 <= len(data):
+            delta, chunk_end, n = struct.unpack("<QQI", data[pos:pos + 20])
+            foot = data[pos + 20:pos + 20 + n]
+            if len(foot) != n:
+                break
+            records.append((foot, delta))
+            done += footer.footer_rows(foot)
+            end, pos = chunk_end, pos + 20 + n
+        if done != rows:
+            raise ValueError(f"the footer sidecar covers {done} rows, the journal {rows}")
+        self._footers = records
+        self._sidecar = open(self._sidecar_path, "r+b")
+        self._sidecar.truncate(pos)
+        self._sidecar.seek(pos)
+        self._file = open(self.path, "r+b")
+        self._file.truncate(end)
+        self._file.seek(end)
+
+    def _encode(self, rb: pa.RecordBatch | None) -> tuple[memoryview, bytes]:
+        sink = pa.BufferOutputStream()
+        with pq.ParquetWriter(sink, self.schema, **self._options) as w:
+            if rb is not None:
+                w.write_batch(rb, row_group_size=max(rb.num_rows, 1))
+        return footer.split_file(sink.getvalue())
 
     def write(self, embeddings, extra=None):
         column = list_array(embeddings.astype(self.dtype, copy=False), self._like)
@@ -186,12 +231,32 @@ class ParquetWriter(EmbeddingWriter):
             rb = rb.replace_schema_metadata(self.schema.metadata)
         else:
             rb = pa.RecordBatch.from_arrays([column], schema=self.schema)
-        self._writer.write_batch(rb, row_group_size=len(embeddings))
+        self._append(*self._encode(rb))
+
+    def _append(self, body, foot: bytes) -> None:
+        delta = self._file.tell() - 4  # the body sat at offset 4 of its own file
+        self._file.write(body)
+        self._footers.append((foot, delta))
+        self._sidecar.write(struct.pack("<QQI", delta, self._file.tell(), len(foot)) + foot)
 
     def flush(self):
-        pass  # row groups reach the OS as they are written; the footer only at close
+        """Hand the finished chunks and their footers to the OS (they survive a kill)."""
+        self._file.flush()
+        self._sidecar.flush()
 
     def close(self):
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        if self._file is None:
+            return
+        if not self._footers:  # no rows: a valid file with the schema and no row group
+            self._append(*self._encode(None))
+        self._file.write(footer.tail(footer.merge(self._footers)))
+        self._file.close()
+        self._sidecar.close()
+        self._file = None
+        os.remove(self._sidecar_path)
+
+    def abort(self):
+        for f in (getattr(self, "_file", None), getattr(self, "_sidecar", None)):
+            if f is not None:
+                f.close()
+        self._file = None

@@ -106,8 +106,17 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                          keep_partial=job.resume) as dest:
             start = _resume_point(job, dest, identity, notes)
             journal = Journal(Journal.path_for(job.destination.path), identity, start)
-            writer = writer_class(job.destination)(dest.temp, reader.rows, t.d_target, out_dtype,
-                                                   source=reader, stamp=stamp, resume_rows=start)
+            make_writer = writer_class(job.destination)
+            try:
+                writer = make_writer(dest.temp, reader.rows, t.d_target, out_dtype, source=reader, stamp=stamp,
+                                     resume_rows=start)
+            except (ValueError, OSError) as e:
+                if not start:
+                    raise
+                dest.discard()
+                notes[-1] = f"could not resume ({e}); started from the beginning"
+                start = journal.rows_done = 0
+                writer = make_writer(dest.temp, reader.rows, t.d_target, out_dtype, source=reader, stamp=stamp)
             turn = [0]
 
             def compute(batch):
@@ -158,10 +167,6 @@ def _resume_point(job: ApplyJob, dest: Destination, identity: dict, notes: list[
         changed = sorted(k for k in identity if identity[k] != found.identity.get(k))
         raise UsageError(f"the partial output was made with a different {', '.join(changed)}; rerun "
                          "with the same input, transform and options, or without --resume", job.destination.path)
-    if job.destination.format == ".parquet":
-        dest.discard()
-        notes.append("parquet output restarts from the beginning (its footer is written only at the end)")
-        return 0
     notes.append(f"resumed after row {found.rows_done}")
     return found.rows_done
 

@@ -98,7 +98,10 @@ class Destination:
         self.discard()  # the journal
 
     def discard(self) -> None:
+        """Delete the temporary file, what writers keep beside it (TEMP.*) and the journal."""
         self.temp.unlink(missing_ok=True)
+        for side in self.temp.parent.glob(self.temp.name + ".*"):
+            side.unlink(missing_ok=True)
         Journal(journal_path(self.final), {}).remove()
 
     def __exit__(self, exc_type, exc, tb):
