@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from typer.main import get_command
 from typer.testing import CliRunner
 

@@ -1,7 +1,6 @@
 """Kills, interrupts and overlapping runs, with real processes."""
 import filecmp
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from typer.testing import CliRunner
 
-from procalign import AlignmentStats, ProcrustesAligner
+from procalign import AlignmentStats
 from procalign.bound import procrustes_bound
 from procalign.cli import app
 from procalign.metrics import CosineHistogram, knn_overlap, ranks_of_pairs, retrieval, row_cosines

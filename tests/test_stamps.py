@@ -1,7 +1,6 @@
 """Outputs carry the space they are in; the wrong direction or a second application is refused."""
 import json
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 

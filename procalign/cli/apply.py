@@ -23,6 +23,7 @@ def apply(
     memory: Annotated[int, typer.Option("--memory", help="Memory budget in MB for the streaming buffers (sets the chunk size).", min=8)] = 128,
     batch_rows: Annotated[Optional[int], typer.Option("--batch-rows", help="Rows per chunk (overrides --memory).", min=1)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a run that was killed, from its last completed chunk (same input, transform and options).")] = False,
+    fsync: Annotated[bool, typer.Option("--fsync", help="fsync the output before renaming it into place: durable across power loss, at the cost of writing it all to disk first.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Apply even if the input is stamped as being in another space.")] = False,
     overwrite: Overwrite = False,
     wait: Wait = False,
@@ -44,7 +45,7 @@ def apply(
             raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
         job = ApplyJob(transform_file.load(transform), transform, parse_location(input, dataset),
                        parse_location(output, dataset), inverse, dtype, column, memory, batch_rows,
-                       overwrite, wait, force, resume)
+                       overwrite, wait, force, resume, fsync)
         result = apply_file(job, progress_for(quiet or json_out))
         for note in result.notes:
             stderr.print(f"note: {note}")

@@ -49,6 +49,7 @@ class EmbeddingReader:
     dim: int
     dtype: np.dtype
     ring_size = 4
+    extra_buffers = 0  # chunk-sized buffers the format holds besides the ring (for sizing chunks)
 
     def iter_batches(self, batch_rows: int, start: int = 0) -> Iterator[Batch]:
         """Chunks of at most ``batch_rows`` rows from row ``start`` on. Arrays come from a
@@ -82,6 +83,8 @@ class EmbeddingReader:
 
 class EmbeddingWriter:
     """Base class for writers: ``write`` chunks in order, then ``close`` to finish the file."""
+
+    extra_buffers = 0  # chunk-sized buffers held while writing (for sizing chunks)
 
     def write(self, embeddings: np.ndarray, extra: Any = None) -> None:
         raise NotImplementedError

@@ -34,6 +34,7 @@ class ApplyJob:
     wait: bool = False
     force: bool = False
     resume: bool = False
+    fsync: bool = False
 
 
 @dataclass
@@ -70,9 +71,10 @@ def check_stamp(stamp: dict | None, expected: str, produced: str, path: str, for
                                  "use the matching transform or --force", path)
 
 
-def batch_rows_for(budget_mb: int, d_in: int, d_out: int, in_bytes: int, out_bytes: int) -> int:
-    """Rows per chunk so that all reused buffers fit in the memory budget."""
-    per_row = RING * (d_in * in_bytes + d_out * out_bytes)
+def batch_rows_for(budget_mb: int, d_in: int, d_out: int, in_bytes: int, out_bytes: int,
+                   reader_extra: int = 0, writer_extra: int = 0) -> int:
+    """Rows per chunk so that all chunk-sized buffers in flight fit in the memory budget."""
+    per_row = (RING + reader_extra) * d_in * in_bytes + (RING + writer_extra) * d_out * out_bytes
     return int(max(256, min(1 << 17, budget_mb * 2**20 // per_row)))
 
 
@@ -90,8 +92,9 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
         out_dtype = np.dtype(job.dtype) if job.dtype else reader.dtype
         work = np.float64 if reader.dtype == np.float64 or out_dtype == np.float64 else np.float32
         mapper = ChunkMapper(t, work)
-        rows = job.batch_rows or batch_rows_for(job.memory_mb, reader.dim, t.d_target,
-                                                reader.dtype.itemsize, out_dtype.itemsize)
+        rows = job.batch_rows or batch_rows_for(job.memory_mb, reader.dim, t.d_target, reader.dtype.itemsize,
+                                                out_dtype.itemsize, reader.extra_buffers,
+                                                writer_class(job.destination).extra_buffers)
         stamp = {"space": produced, "from_space": expected,
                  "transform": job.transform.metadata.get("checksum"),
                  "direction": "inverse" if job.inverse else "forward"}
@@ -103,7 +106,7 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                     "dtype": str(out_dtype), "batch_rows": rows, "rows": reader.rows, "format": job.destination.format}
         began = time.perf_counter()
         with Destination(job.destination.path, [job.source.path], job.overwrite, job.wait,
-                         keep_partial=job.resume) as dest:
+                         keep_partial=job.resume, fsync=job.fsync) as dest:
             start = _resume_point(job, dest, identity, notes)
             journal = Journal(Journal.path_for(job.destination.path), identity, start)
             make_writer = writer_class(job.destination)

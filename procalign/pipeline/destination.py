@@ -2,7 +2,9 @@
 
 `Destination` checks the path before any work, takes an exclusive lock beside it (flock, so a
 killed run never leaves a stale lock), hands out a temporary path in the same directory, and
-`commit` renames the finished file into place. Leaving the ``with`` block without `commit`
+`commit` renames the finished file into place (after an fsync when asked: the rename alone
+already guarantees that a killed process leaves no partial destination; the fsync adds
+durability across power loss and costs the time to write the whole file to disk). Leaving the ``with`` block without `commit`
 deletes the temporary file and its journal (errors, SIGINT, SIGTERM), except after SIGKILL,
 where nothing runs: then both stay for ``apply --resume``. With ``keep_partial`` (set by a
 resumable apply) a stale temporary file from a killed run is kept for the caller to resume;
@@ -47,8 +49,9 @@ def check_destination(final: Path, inputs: list[Path], overwrite: bool) -> None:
 
 
 class Destination:
-    def __init__(self, final, inputs=(), overwrite=False, wait=False, keep_partial=False):
+    def __init__(self, final, inputs=(), overwrite=False, wait=False, keep_partial=False, fsync=True):
         self.final = Path(final)
+        self.fsync = fsync
         self.keep_partial = keep_partial
         self.inputs = [Path(p) for p in inputs]
         self.overwrite = overwrite
@@ -91,8 +94,9 @@ class Destination:
         """Move the finished temporary file into place (atomic on one filesystem)."""
         if self.final.exists() and not self.overwrite:
             raise OutputError("destination appeared while writing; pass --overwrite to replace it", self.final)
-        with open(self.temp, "rb+") as f:
-            os.fsync(f.fileno())  # the renamed file must hold the data even after a crash
+        if self.fsync:  # survive power loss too, not only a killed process
+            with open(self.temp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(self.temp, self.final)
         self.committed = True
         self.discard()  # the journal

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import TransformFileError
 from ..io import Location, open_reader
-from ..metrics import CosineHistogram, knn_overlap, retrieval, row_cosines
+from ..metrics import CosineHistogram, knn_indices, knn_overlap, retrieval, row_cosines
 from ..transform import Transform
 from .anchors import iter_pairs, pair_anchors
 from .fit import checked
@@ -29,12 +29,12 @@ class EvaluateJob:
     seed: int = 0
 
 
-def _block(hist: CosineHistogram, res_sq: float, y_sq: float, sample) -> dict:
+def _block(hist: CosineHistogram, res_sq: float, y_sq: float, sample, y_neighbours) -> dict:
     out = {"cosine": hist.summary(), "relative_residual": float(np.sqrt(res_sq / y_sq)) if y_sq else None}
     if sample is not None and len(sample[0]) > 1:
         mapped, y = sample
         out.update(retrieval(mapped, y))
-        out["knn10_overlap"] = knn_overlap(mapped, y, 10)
+        out["knn10_overlap"] = knn_overlap(mapped, y, 10, b_neighbours=y_neighbours)
     return out
 
 
@@ -56,8 +56,8 @@ def evaluate_files(job: EvaluateJob, progress: Progress | None = None) -> dict:
         progress.start("evaluating", pairing.pairs)
         kept = 0
         for start, x, y in iter_pairs(src, tgt, pairing, job.batch_rows):
-            x = checked(x, src.path, lambda i: start + i, t.normalize)
-            y = checked(y, tgt.path, lambda i: start + i, t.normalize)
+            x = checked(x, src.path, lambda i, first=start: first + i, t.normalize)
+            y = checked(y, tgt.path, lambda i, first=start: first + i, t.normalize)
             y64 = np.asarray(y, np.float64)
             pick = np.flatnonzero(uniform_by_index(start, len(x), job.seed) < keep)[: job.eval_size - kept]
             kept += len(pick)
@@ -70,7 +70,10 @@ def evaluate_files(job: EvaluateJob, progress: Progress | None = None) -> dict:
             progress.advance(len(x))
         progress.stop()
     report = {"pairs": pairing.pairs, "pairing": pairing.summary(), "sample": kept}
+    y_neighbours = None
     for name, (hist, res, ysq, parts) in blocks.items():
         sample = tuple(np.concatenate(p) for p in zip(*parts)) if parts else None
-        report[name] = _block(hist, res, ysq, sample)
+        if y_neighbours is None and sample is not None and len(sample[1]) > 1:
+            y_neighbours = knn_indices(sample[1], 10)
+        report[name] = _block(hist, res, ysq, sample, y_neighbours)
     return report

@@ -14,14 +14,14 @@ from ..bound import procrustes_bound
 from ..errors import QualityGateError
 from ..io import open_reader
 from ..metrics import CosineHistogram, cosine_summary, knn_indices, knn_overlap, retrieval, row_cosines
-from ..procrustes import fit_transform
+from ..procrustes import FitOptions, fit_transform
 from ..ridge import ridge_map
 from ..stats import AlignmentStats
 from ..transform import ChunkMapper, Transform, unit_rows
 from .anchors import iter_pairs
 from .fit import FitJob, FitResult
-from .stream import run_stages
 from .sampling import uniform_by_index
+from .stream import run_stages
 
 WORST = 10
 
@@ -46,7 +46,6 @@ def heldout_report(transform: Transform, x, y, control, stats: AlignmentStats, s
         perm = np.random.default_rng(seed).permutation(len(cy))
         shuffled = AlignmentStats.empty(cx.shape[1], cy.shape[1]).update(cx, cy[perm])
         opts = transform.metadata.get("options", {})
-        from ..procrustes import FitOptions
         t, _ = fit_transform(shuffled, FitOptions(**{**opts, "scale": False}))
         report["shuffled_control"] = {"fitted_on": int(len(cx)), **pair_metrics(t(x), y)}
     if stats.with_gram:
