@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -80,7 +81,18 @@ def make_data(work: Path, n: int, d: int) -> dict:
                                             pa.ListArray.from_arrays(offsets, pa.array(xa.ravel()))], schema=schema))
     x.flush(), y.flush(), x16.flush()
     del x, y, x16
+    settle(files.values())
     return files
+
+
+def settle(paths) -> None:
+    """Write back the freshly generated data and read it once, so that the first measurement
+    does not compete with the kernel flushing gigabytes of dirty pages."""
+    os.sync()
+    for p in paths:
+        with open(p, "rb") as f:
+            while f.read(64 << 20):
+                pass
 
 
 def make_transform(work: Path, files: dict, d: int) -> Path:

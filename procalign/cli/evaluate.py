@@ -1,12 +1,12 @@
 """`procalign evaluate T.npz SOURCE TARGET`: measure a saved map on new pairs."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from .errors import exit_codes
-from .options import Column, IdColumn, Json, Quiet
+from .options import ByPosition, Column, EvalSize, IdColumn, Json, MaxResidual, MinCosine, MinTop1, Quiet
 from .render import print_json, progress_for, stdout
 from .report_view import metrics_table
 
@@ -15,13 +15,13 @@ def evaluate(
     transform: Annotated[str, typer.Argument(help="Transform file (maps its SOURCE space into its TARGET space).", show_default=False)],
     source: Annotated[str, typer.Argument(help="Sample of items in the SOURCE space.", show_default=False)],
     target: Annotated[str, typer.Argument(help="The same items in the TARGET space (paired by id or by row).", show_default=False)],
-    eval_size: Annotated[int, typer.Option("--eval-size", help="At most this many pairs are used for retrieval metrics.", min=2)] = 10000,
-    min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Gate: exit 3 if top-1 identity retrieval is below this.")] = None,
-    min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Gate: exit 3 if the mean cosine is below this.")] = None,
-    max_residual: Annotated[Optional[float], typer.Option("--max-residual", help="Gate: exit 3 if ||XQ-Y||/||Y|| is above this.")] = None,
+    eval_size: EvalSize = 10000,
+    min_top1: MinTop1 = None,
+    min_cosine: MinCosine = None,
+    max_residual: MaxResidual = None,
     column: Column = None,
     id_column: IdColumn = None,
-    by_position: Annotated[bool, typer.Option("--by-position", help="Pair row i with row i even when both files carry ids.")] = False,
+    by_position: ByPosition = False,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:

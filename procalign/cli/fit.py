@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .errors import exit_codes
-from .options import Column, IdColumn, Json, Overwrite, Quiet
+from .options import ByPosition, Column, EvalSize, IdColumn, Json, MaxResidual, MinCosine, MinTop1, Overwrite, Quiet
 from .render import print_json, progress_for
 from .report_view import show_fit
 
@@ -23,15 +23,15 @@ def fit(
     holdout: Annotated[float, typer.Option("--holdout", help="Fraction of pairs kept out of the fit to measure the map on (0 = none).", min=0.0, max=0.99)] = 0.0,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control.")] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Compute the quality report (a second pass over the anchors). --no-report fits in one pass.")] = True,
-    eval_size: Annotated[int, typer.Option("--eval-size", help="At most this many held-out pairs are kept for retrieval metrics.", min=2)] = 10000,
-    min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Gate: exit 3 and write nothing if held-out top-1 is below this.")] = None,
-    min_cosine: Annotated[Optional[float], typer.Option("--min-cosine", help="Gate: minimum held-out mean cosine (anchors when no hold-out).")] = None,
-    max_residual: Annotated[Optional[float], typer.Option("--max-residual", help="Gate: maximum relative residual ||XQ-Y||/||Y||.")] = None,
+    eval_size: EvalSize = 10000,
+    min_top1: MinTop1 = None,
+    min_cosine: MinCosine = None,
+    max_residual: MaxResidual = None,
     source_name: Annotated[Optional[str], typer.Option("--source-name", help="Name of the source space (default: SOURCE file stem).")] = None,
     target_name: Annotated[Optional[str], typer.Option("--target-name", help="Name of the target space (default: TARGET file stem).")] = None,
     column: Column = None,
     id_column: IdColumn = None,
-    by_position: Annotated[bool, typer.Option("--by-position", help="Pair row i with row i even when both files carry ids.")] = False,
+    by_position: ByPosition = False,
     batch_rows: Annotated[int, typer.Option("--batch-rows", help="Rows per chunk (memory is bounded by this, not the file).", min=1)] = 16384,
     overwrite: Overwrite = False,
     json_out: Json = False,
