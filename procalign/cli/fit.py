@@ -32,7 +32,8 @@ def fit(
     column: Column = None,
     id_column: IdColumn = None,
     by_position: ByPosition = False,
-    batch_rows: Annotated[int, typer.Option("--batch-rows", help="Rows per chunk (memory is bounded by this, not the file).", min=1)] = 16384,
+    memory: Annotated[int, typer.Option("--memory", help="Memory budget in MB for the streaming buffers (sets the chunk size).", min=8)] = 128,
+    batch_rows: Annotated[Optional[int], typer.Option("--batch-rows", help="Rows per chunk (overrides --memory).", min=1)] = None,
     overwrite: Overwrite = False,
     json_out: Json = False,
     quiet: Quiet = False,
@@ -52,7 +53,7 @@ def fit(
         job = FitJob(parse_location(source), parse_location(target),
                      FitOptions(centre, normalize, scale, rotation_only), column, id_column, by_position,
                      batch_rows, holdout, seed, report or any(g is not None for g in (min_top1, min_cosine, max_residual)),
-                     eval_size, source_name, target_name)
+                     eval_size, source_name, target_name, memory)
         gates = {"min_top1": min_top1, "min_cosine": min_cosine, "max_residual": max_residual}
         _, metadata, failures = fit_and_save(job, output, gates, overwrite, progress_for(quiet or json_out))
         written = None if failures else str(output)

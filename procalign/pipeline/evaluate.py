@@ -24,7 +24,7 @@ class EvaluateJob:
     column: str | None = None
     id_column: str | None = None
     by_position: bool = False
-    batch_rows: int = 16384
+    batch_rows: int = 8192
     eval_size: int = 10000
     seed: int = 0
 

@@ -24,13 +24,23 @@ class FitJob:
     column: str | None = None
     id_column: str | None = None
     by_position: bool = False
-    batch_rows: int = 16384
+    batch_rows: int | None = None  # None: from memory_mb
     holdout: float = 0.0
     seed: int = 0
     report: bool = True
     eval_size: int = 10000
     source_name: str | None = None
     target_name: str | None = None
+    memory_mb: int = 128
+
+
+def chunk_rows(job: FitJob, source, target) -> int:
+    """Rows per chunk: ``job.batch_rows``, or what keeps both readers' buffers in the budget."""
+    if job.batch_rows:
+        return job.batch_rows
+    per_row = source.ring_size * (source.dim * source.dtype.itemsize + target.dim * target.dtype.itemsize) \
+        + 4 * (source.dim + target.dim)  # plus the shifted float32 copies of a block
+    return int(max(256, min(1 << 16, job.memory_mb * 2**20 // per_row)))
 
 
 @dataclass
@@ -145,7 +155,7 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
             return len(x)
 
         # Reading both files overlaps the products (see stream.py).
-        run_stages(iter_pairs(src, tgt, pairing, job.batch_rows), add, progress.advance)
+        run_stages(iter_pairs(src, tgt, pairing, chunk_rows(job, src, tgt)), add, progress.advance)
         progress.stop()
         if stats.n == 0:
             raise UsageError(f"--holdout {job.holdout} leaves no anchor pair to fit on ({n} pairs)", job.source.path)

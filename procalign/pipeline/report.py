@@ -19,7 +19,7 @@ from ..ridge import ridge_map
 from ..stats import AlignmentStats
 from ..transform import ChunkMapper, Transform, unit_rows
 from .anchors import iter_pairs
-from .fit import FitJob, FitResult
+from .fit import FitJob, FitResult, chunk_rows
 from .sampling import uniform_by_index
 from .stream import run_stages
 
@@ -65,7 +65,6 @@ def anchor_report(job: FitJob, result: FitResult) -> dict:
     totals = {"res_sq": 0.0, "y_sq": 0.0}
     pairing = result.pairing
     mapper = ChunkMapper(result.transform, np.float32)
-    out = np.empty((job.batch_rows, result.transform.d_target), np.float32)
 
     def measure(item):
         start, x, y = item
@@ -90,7 +89,9 @@ def anchor_report(job: FitJob, result: FitResult) -> dict:
 
     with open_reader(job.source, job.column, job.id_column) as src, \
             open_reader(job.target, job.column, job.id_column) as tgt:
-        run_stages(iter_pairs(src, tgt, pairing, job.batch_rows), measure, lambda _: None)
+        rows = chunk_rows(job, src, tgt)
+        out = np.empty((rows, result.transform.d_target), np.float32)
+        run_stages(iter_pairs(src, tgt, pairing, rows), measure, lambda _: None)
     res_sq, y_sq = totals["res_sq"], totals["y_sq"]
     return {"pairs": hist.n, "cosine": hist.summary(),
             "relative_residual": float(np.sqrt(res_sq / y_sq)) if y_sq else None,
