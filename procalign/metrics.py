@@ -27,6 +27,18 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", _unit(a, np.float64), _unit(b, np.float64))
 
 
+def row_agreement(mapped: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: cosine(mapped_i, y_i), ||mapped_i - y_i||^2 and ||y_i||^2.
+
+    Three row dot products accumulated in float64, no float64 copy of the rows: the streaming
+    passes over millions of pairs use this.
+    """
+    my = np.einsum("ij,ij->i", mapped, y, dtype=np.float64)
+    mm = np.einsum("ij,ij->i", mapped, mapped, dtype=np.float64)
+    yy = np.einsum("ij,ij->i", y, y, dtype=np.float64)
+    return my / np.sqrt(np.maximum(mm * yy, 1e-300)), np.maximum(mm + yy - 2 * my, 0.0), yy
+
+
 def ranks_of_pairs(queries: np.ndarray, candidates: np.ndarray, block: int = 1024) -> np.ndarray:
     """Rank (1-based) of candidates[i] among all candidates for queries[i]."""
     q, c = _unit(queries), _unit(candidates)

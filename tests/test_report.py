@@ -180,3 +180,13 @@ def test_top1_gate_without_holdout_says_not_measured(fixtures, tmp_path):
     r = runner.invoke(app, ["fit", str(fixtures / "e5.npy"), str(fixtures / "minilm.npy"), "-o",
                             str(tmp_path / "t.npz"), "--min-top1", "0.5"])
     assert r.exit_code == 3 and "not measured" in r.stderr
+
+
+def test_row_agreement_equals_direct_computation(rng):
+    from procalign.metrics import row_agreement
+    m, y = rng.normal(size=(30, 6)).astype(np.float32), rng.normal(size=(30, 6)).astype(np.float32)
+    cos, sq, yy = row_agreement(m, y)
+    m64, y64 = m.astype(np.float64), y.astype(np.float64)
+    np.testing.assert_allclose(cos, row_cosines(m64, y64), atol=1e-6)
+    np.testing.assert_allclose(sq, ((m64 - y64) ** 2).sum(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(yy, (y64 ** 2).sum(axis=1), rtol=1e-6)

@@ -7,8 +7,8 @@ import numpy as np
 
 from ..errors import TransformFileError
 from ..io import Location, open_reader
-from ..metrics import CosineHistogram, knn_indices, knn_overlap, retrieval, row_cosines
-from ..transform import Transform
+from ..metrics import CosineHistogram, knn_indices, knn_overlap, retrieval, row_agreement
+from ..transform import ChunkMapper, Transform
 from .anchors import iter_pairs, pair_anchors
 from .fit import checked
 from .progress import Progress
@@ -39,7 +39,10 @@ def _block(hist: CosineHistogram, res_sq: float, y_sq: float, sample, y_neighbou
 
 
 def evaluate_files(job: EvaluateJob, progress: Progress | None = None) -> dict:
-    """Stream all pairs (cosine, residual) and keep a sample for retrieval metrics."""
+    """Stream all pairs (cosine, residual) and keep a sample for retrieval metrics.
+
+    Maps in float32 with the streaming kernel; memory is one chunk plus the sample.
+    """
     progress = progress or Progress()
     t = job.transform
     with open_reader(job.source, job.column, job.id_column) as src, \
@@ -54,19 +57,21 @@ def evaluate_files(job: EvaluateJob, progress: Progress | None = None) -> dict:
         if same_dim:
             blocks["unaligned"] = [CosineHistogram(), 0.0, 0.0, []]
         progress.start("evaluating", pairing.pairs)
+        mapper = ChunkMapper(t, np.float32)
+        out = np.empty((job.batch_rows, t.d_target), np.float32)
         kept = 0
         for start, x, y in iter_pairs(src, tgt, pairing, job.batch_rows):
             x = checked(x, src.path, lambda i, first=start: first + i, t.normalize)
-            y = checked(y, tgt.path, lambda i, first=start: first + i, t.normalize)
-            y64 = np.asarray(y, np.float64)
+            y = np.asarray(checked(y, tgt.path, lambda i, first=start: first + i, t.normalize), np.float32)
             pick = np.flatnonzero(uniform_by_index(start, len(x), job.seed) < keep)[: job.eval_size - kept]
             kept += len(pick)
             for name, state in blocks.items():
-                mapped = t(x) if name == "aligned" else np.asarray(x, np.float64)
-                state[0].add(row_cosines(mapped, y64))
-                state[1] += float(np.sum((mapped - y64) ** 2))
-                state[2] += float(np.sum(y64 ** 2))
-                state[3].append((mapped[pick], y64[pick]))
+                mapped = mapper.map(x, out[: len(x)], start) if name == "aligned" else np.asarray(x, np.float32)
+                cos, res, yy = row_agreement(mapped, y)
+                state[0].add(cos)
+                state[1] += float(res.sum())
+                state[2] += float(yy.sum())
+                state[3].append((mapped[pick].copy(), y[pick]))
             progress.advance(len(x))
         progress.stop()
     report = {"pairs": pairing.pairs, "pairing": pairing.summary(), "sample": kept}

@@ -13,7 +13,8 @@ import numpy as np
 from ..bound import procrustes_bound
 from ..errors import QualityGateError
 from ..io import open_reader
-from ..metrics import CosineHistogram, cosine_summary, knn_indices, knn_overlap, retrieval, row_cosines
+from ..metrics import (CosineHistogram, cosine_summary, knn_indices, knn_overlap, retrieval, row_agreement,
+                       row_cosines)
 from ..procrustes import FitOptions, fit_transform
 from ..ridge import ridge_map
 from ..stats import AlignmentStats
@@ -57,8 +58,8 @@ def heldout_report(transform: Transform, x, y, control, stats: AlignmentStats, s
 def anchor_report(job: FitJob, result: FitResult) -> dict:
     """Second pass over the fitted anchors: cosine distribution, residual, worst pairs.
 
-    Maps in float32 with the streaming kernel and derives cosine and squared residual from
-    three row dot products, so this pass costs about one product per chunk.
+    Maps in float32 with the streaming kernel and measures with `row_agreement`, so this pass
+    costs about one product per chunk.
     """
     hist = CosineHistogram()
     worst: list[tuple[float, str]] = []
@@ -72,12 +73,8 @@ def anchor_report(job: FitJob, result: FitResult) -> dict:
             x, y = unit_rows(x), unit_rows(y)
         keep = uniform_by_index(start, len(x), job.seed) >= job.holdout
         mapped = mapper.map(x, out[: len(x)], start)[keep]
-        y = np.asarray(y, np.float32)[keep]
-        my = np.einsum("ij,ij->i", mapped, y, dtype=np.float64)
-        mm = np.einsum("ij,ij->i", mapped, mapped, dtype=np.float64)
-        yy = np.einsum("ij,ij->i", y, y, dtype=np.float64)
-        hist.add(my / np.sqrt(np.maximum(mm * yy, 1e-300)))
-        r = np.maximum(mm + yy - 2 * my, 0.0)
+        cos, r, yy = row_agreement(mapped, np.asarray(y, np.float32)[keep])
+        hist.add(cos)
         totals["res_sq"] += float(r.sum())
         totals["y_sq"] += float(yy.sum())
         index = np.flatnonzero(keep) + start
