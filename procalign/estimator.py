@@ -56,29 +56,28 @@ class ProcrustesAligner:
             raise ValueError(f"expected float arrays, got {x.dtype} and {y.dtype}")
         return x, y
 
-    def partial_fit(self, x, y) -> "ProcrustesAligner":
-        """Add paired rows (x[i] is the same item as y[i]) and refit; returns self."""
-        x, y = self._check(x, y)
+    def _accumulate(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Fold checked rows into the statistics, creating them on the first call."""
         if self.normalize:
             x, y = unit_rows(x), unit_rows(y)
         if not hasattr(self, "stats_"):
             self.stats_ = AlignmentStats.empty(x.shape[1], y.shape[1], with_gram=self.scale)
             self.n_features_in_ = x.shape[1]
         self.stats_.update(x, y)
+
+    def partial_fit(self, x, y) -> "ProcrustesAligner":
+        """Add paired rows (x[i] is the same item as y[i]) and refit; returns self."""
+        self._accumulate(*self._check(x, y))
         self.transform_, self.fit_summary_ = fit_transform(self.stats_, self.options)
         return self
 
     def fit(self, x, y) -> "ProcrustesAligner":
         """Fit from scratch on all rows, streaming them in ``batch_size`` chunks."""
-        x, y = self._check(x, y)
         for attr in ("stats_", "transform_", "fit_summary_", "n_features_in_"):
             self.__dict__.pop(attr, None)
-        if self.normalize:
-            x, y = unit_rows(x), unit_rows(y)
-        self.stats_ = AlignmentStats.empty(x.shape[1], y.shape[1], with_gram=self.scale)
-        self.n_features_in_ = x.shape[1]
+        x, y = self._check(x, y)
         for start in range(0, x.shape[0], self.batch_size):
-            self.stats_.update(x[start:start + self.batch_size], y[start:start + self.batch_size])
+            self._accumulate(x[start:start + self.batch_size], y[start:start + self.batch_size])
         self.transform_, self.fit_summary_ = fit_transform(self.stats_, self.options)
         return self
 

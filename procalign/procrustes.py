@@ -84,7 +84,7 @@ def fit_transform(stats: AlignmentStats, options: FitOptions) -> tuple[Transform
         source_mean=stats.mean_source.copy() if options.centre else np.zeros(d_s),
         target_mean=stats.mean_target.copy() if options.centre else np.zeros(d_t),
         scale=scale, normalize=options.normalize)
-    raw_sq_target = stats.moments(False)["sq_target"]
+    raw_sq_target = stats.sq_target + stats.n * float(stats.mean_target @ stats.mean_target)
     residual = None
     if sq_mapped is not None:
         residual = max(scale * scale * sq_mapped + m["sq_target"] - 2 * scale * float(s.sum()), 0.0)

@@ -45,7 +45,6 @@ class ApplyResult:
     dtype: str
     direction: str
     notes: list[str] = field(default_factory=list)
-    resumed_from: int = 0
 
     @property
     def rows_per_second(self) -> float:
@@ -154,7 +153,7 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                 _write_sidecar(job.destination.path, stamp)
         seconds = time.perf_counter() - began
     return ApplyResult(reader.rows, seconds, str(job.destination), str(out_dtype),
-                       f"{expected} -> {produced}", notes, start)
+                       f"{expected} -> {produced}", notes)
 
 
 def _resume_point(job: ApplyJob, dest: Destination, identity: dict, notes: list[str]) -> int:

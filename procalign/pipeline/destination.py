@@ -34,8 +34,9 @@ def check_destination(final: Path, inputs: list[Path], overwrite: bool) -> None:
     """Raise OutputError for a destination that cannot or must not be written."""
     final = Path(final)
     for p in inputs:
-        if p.exists() and final.exists() and os.path.samefile(p, final) or \
-                Path(os.path.abspath(p)) == Path(os.path.abspath(final)):
+        same_name = os.path.realpath(p) == os.path.realpath(final)
+        same_file = final.exists() and Path(p).exists() and os.path.samefile(p, final)  # hard links
+        if same_name or same_file:
             raise OutputError("output path is the same as the input; choose another -o", final)
     parent = final.parent if str(final.parent) else Path(".")
     if not parent.is_dir():

@@ -78,7 +78,7 @@ def anchor_report(job: FitJob, result: FitResult) -> dict:
         totals["res_sq"] += float(r.sum())
         totals["y_sq"] += float(yy.sum())
         index = np.flatnonzero(keep) + start
-        for j in np.argsort(r)[-WORST:]:
+        for j in np.argpartition(r, -WORST)[-WORST:] if len(r) > WORST else range(len(r)):
             name = str(pairing.ids[index[j]]) if pairing.ids is not None else f"row {index[j]}"
             item = (float(r[j]), name)
             heapq.heappush(worst, item) if len(worst) < WORST else heapq.heappushpop(worst, item)
