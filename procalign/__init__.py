@@ -1,26 +1,31 @@
 """procalign: align two embedding spaces with orthogonal Procrustes, streaming over files.
 
-Library entry points (the CLI is a thin layer over these):
+The package has four rooms, and dependencies point one way (cli -> pipeline -> formats, math):
 
-* `ProcrustesAligner`: scikit-learn style estimator (fit, partial_fit, transform,
-  inverse_transform, save, load);
-* `AlignmentStats`: the mergeable float64 sufficient statistics it is built on;
-* `Transform`, `load_transform`, `save_transform`: the fitted map and its file format;
-* `procalign.pipeline`: fit/apply/evaluate over files of any supported format.
+* the face (this module, `estimator`, `transform`, `transform_file`, `errors`, and `cli/`):
+  `ProcrustesAligner` (scikit-learn style), `Transform` (a map and the spaces it connects),
+  `load_transform`/`save_transform` (the file format), typed errors;
+* `procalign.pipeline`: file-level jobs (fit, apply, evaluate, the report) and their delivery
+  (temporary file, lock, journal, rename, stamps);
+* `procalign.formats`: one source and sink per file format, and the registry of formats;
+* `procalign.math`: arrays in, arrays out: the sufficient statistics, Procrustes, the map and
+  its streaming kernel, the per-chunk fold, the bound, the metrics.
 """
 __version__ = "0.1.0"
 
 # Names resolve on first use, so `procalign --help` does not pay for importing numpy.
 _EXPORTS = {
-    "AlignmentStats": ("stats", "AlignmentStats"),
-    "FitOptions": ("procrustes", "FitOptions"),
+    "AffineMap": ("math.affine", "AffineMap"),
+    "AlignmentStats": ("math.stats", "AlignmentStats"),
+    "FitOptions": ("math.procrustes", "FitOptions"),
     "ProcalignError": ("errors", "ProcalignError"),
     "ProcrustesAligner": ("estimator", "ProcrustesAligner"),
+    "Space": ("transform", "Space"),
     "Transform": ("transform", "Transform"),
-    "fit_transform": ("procrustes", "fit_transform"),
+    "fit_transform": ("math.procrustes", "fit_transform"),
     "load_transform": ("transform_file", "load"),
     "save_transform": ("transform_file", "save"),
-    "solve_orthogonal": ("procrustes", "solve_orthogonal"),
+    "solve_orthogonal": ("math.procrustes", "solve_orthogonal"),
 }
 __all__ = sorted(_EXPORTS) + ["__version__"]
 

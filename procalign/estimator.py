@@ -18,26 +18,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from .procrustes import FitOptions, fit_transform
-from .stats import AlignmentStats
-from .transform import Transform, unit_rows
 from . import transform_file
+from .math.fold import PairFold
+from .math.procrustes import FitOptions, fit_transform
+from .math.stats import AlignmentStats
+from .transform import Space, Transform
 
 
 class ProcrustesAligner:
     """Learn an orthogonal map from a source embedding space into a target space.
 
     Parameters are stored as given; fitted state ends in ``_``: ``stats_`` (AlignmentStats),
-    ``transform_`` (Transform), ``fit_summary_`` (dict), ``n_features_in_``.
+    ``transform_`` (Transform), ``fit_summary_`` (dict), ``n_features_in_``. ``source_name`` and
+    ``target_name`` name the two spaces in the transform (and in the stamps of mapped files).
     """
 
     def __init__(self, centre: bool = True, normalize: bool = False, scale: bool = False,
-                 rotation_only: bool = False, batch_size: int = 65536):
+                 rotation_only: bool = False, batch_size: int = 65536, source_name: str = "source",
+                 target_name: str = "target"):
         self.centre = centre
         self.normalize = normalize
         self.scale = scale
         self.rotation_only = rotation_only
         self.batch_size = batch_size
+        self.source_name = source_name
+        self.target_name = target_name
 
     @property
     def options(self) -> FitOptions:
@@ -58,17 +63,21 @@ class ProcrustesAligner:
 
     def _accumulate(self, x: np.ndarray, y: np.ndarray) -> None:
         """Fold checked rows into the statistics, creating them on the first call."""
-        if self.normalize:
-            x, y = unit_rows(x), unit_rows(y)
         if not hasattr(self, "stats_"):
             self.stats_ = AlignmentStats.empty(x.shape[1], y.shape[1], with_gram=self.scale)
             self.n_features_in_ = x.shape[1]
-        self.stats_.update(x, y)
+        PairFold(self.stats_, self.normalize, check_finite=False).add(self.stats_.n, x, y)
+
+    def _refit(self) -> None:
+        affine, self.fit_summary_ = fit_transform(self.stats_, self.options)
+        self.transform_ = Transform.fitted(
+            affine, Space(self.source_name, affine.d_source), Space(self.target_name, affine.d_target),
+            self.options, anchors=self.stats_.n, fit=self.fit_summary_)
 
     def partial_fit(self, x, y) -> "ProcrustesAligner":
         """Add paired rows (x[i] is the same item as y[i]) and refit; returns self."""
         self._accumulate(*self._check(x, y))
-        self.transform_, self.fit_summary_ = fit_transform(self.stats_, self.options)
+        self._refit()
         return self
 
     def fit(self, x, y) -> "ProcrustesAligner":
@@ -78,7 +87,7 @@ class ProcrustesAligner:
         x, y = self._check(x, y)
         for start in range(0, x.shape[0], self.batch_size):
             self._accumulate(x[start:start + self.batch_size], y[start:start + self.batch_size])
-        self.transform_, self.fit_summary_ = fit_transform(self.stats_, self.options)
+        self._refit()
         return self
 
     def _fitted(self) -> Transform:
@@ -94,20 +103,16 @@ class ProcrustesAligner:
         """Map target-space rows back into the source space (float64)."""
         return self._fitted().inverse()(y)
 
-    def save(self, path, **metadata) -> dict:
-        """Write the transform file (see `procalign.transform_file`)."""
-        meta = {"options": self.options.as_dict(), "anchors": self.stats_.n if hasattr(self, "stats_") else None,
-                "fit": getattr(self, "fit_summary_", {}), **metadata}
-        return transform_file.save(self._fitted(), path, meta)
+    def save(self, path, **provenance) -> Transform:
+        """Write the transform file (see `procalign.transform_file`); returns it as written."""
+        return transform_file.save(self._fitted().with_provenance(**provenance), path)
 
     @classmethod
     def load(cls, path) -> "ProcrustesAligner":
         """An aligner holding the transform read from ``path`` (no statistics: cannot partial_fit)."""
         t = transform_file.load(path)
-        opts = t.metadata.get("options", {})
-        aligner = cls(**{k: bool(opts.get(k, d)) for k, d in
-                         (("centre", True), ("normalize", False), ("scale", False), ("rotation_only", False))})
+        aligner = cls(**t.options.as_dict(), source_name=t.source.name, target_name=t.target.name)
         aligner.transform_ = t
-        aligner.fit_summary_ = t.metadata.get("fit", {})
+        aligner.fit_summary_ = t.provenance.get("fit", {})
         aligner.n_features_in_ = t.d_source
         return aligner

@@ -1,137 +1,144 @@
-"""The fitted map and the per-chunk kernel that applies it.
+"""`Transform`: a fitted map together with what it connects, the one typed description of it.
 
-A `Transform` sends a source row x to ``scale * (u(x) - source_mean) @ matrix + target_mean``
-where ``u`` is L2 normalisation when ``normalize`` is set (and the output is then normalised
-again) and the identity otherwise. ``matrix`` has orthonormal rows or columns, so
-`Transform.inverse` is the same form with the transpose.
+A transform is an `AffineMap` (the arrays), the two spaces it connects (`Space`: name and
+dimension), the options it was fitted with, whether it is the inverse of another transform,
+and provenance (anchors, pairing, hold-out, fit statistics, quality report: informative only).
+It is built here and nowhere else: `Transform.fitted` after a fit, `Transform.inverse` for the
+other direction, and `procalign.transform_file` reading it back. The transform file's checksum
+seals everything in it (see the spec in `procalign.transform_file`).
 
-`ChunkMapper` is the hot path: it folds the scale and both means into one matrix and one bias
-row, works in the chunk's float precision (float16 is widened to float32, never to float64),
-and writes into caller-owned buffers so a streaming loop allocates nothing per chunk.
+>>> import numpy as np
+>>> m = AffineMap(np.eye(2), np.zeros(2), np.zeros(2))
+>>> t = Transform.fitted(m, Space("old", 2), Space("new", 2), FitOptions(centre=False))
+>>> t.inverse().source.name, t.inverse().target.name, t.inverse().is_inverse
+('new', 'old', True)
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 
+from . import __version__
+from .math.affine import AffineMap
+from .math.procrustes import FitOptions
 
-class NonFiniteRows(ValueError):
-    """Rows whose values are NaN/Inf, or zero vectors that cannot be normalised."""
-
-    def __init__(self, rows: np.ndarray, what: str):
-        self.rows = rows
-        self.what = what
-        super().__init__(f"{what} at row {int(rows[0])} ({len(rows)} such rows in this chunk)")
+METHOD_ORTHOGONAL = "orthogonal"
 
 
-def unit_rows(x: np.ndarray, first_row: int = 0) -> np.ndarray:
-    """L2-normalised copy of x in a float working precision; zero rows raise."""
-    work = np.float64 if x.dtype == np.float64 else np.float32
-    out = np.array(x, dtype=work, copy=True)
-    norms = np.sqrt(np.einsum("ij,ij->i", out, out))
-    bad = np.flatnonzero(~(norms > 0))
-    if len(bad):
-        raise NonFiniteRows(bad + first_row, "zero or non-finite vector cannot be normalised")
-    out /= norms[:, None]
-    return out
+@dataclass(frozen=True)
+class Space:
+    """An embedding space: the name outputs are stamped with, and its dimension."""
+
+    name: str
+    dim: int
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "dim": self.dim}
 
 
 @dataclass(frozen=True)
 class Transform:
-    matrix: np.ndarray        # (d_source, d_target), float64
-    source_mean: np.ndarray   # (d_source,)
-    target_mean: np.ndarray   # (d_target,)
-    scale: float = 1.0
-    normalize: bool = False
-    metadata: dict = field(default_factory=dict, compare=False)
+    """The map from ``source`` into ``target`` and everything that says what it is.
+
+    ``inverse_of`` is the checksum of the transform this one inverts (None for a fitted one);
+    ``checksum`` is set once the transform has been written or read (`procalign.transform_file`).
+    """
+
+    map: AffineMap
+    source: Space
+    target: Space
+    options: FitOptions = field(default_factory=FitOptions)
+    method: str = METHOD_ORTHOGONAL
+    inverse_of: str | None = None
+    provenance: dict = field(default_factory=dict, compare=False)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    procalign_version: str = __version__
+    format_version: int | None = None  # the version read from a file; None until written
+    checksum: str | None = None
+
+    @classmethod
+    def fitted(cls, affine: AffineMap, source: Space, target: Space, options: FitOptions,
+               **provenance) -> "Transform":
+        """A freshly fitted transform; the spaces' dimensions must match the map's."""
+        if (source.dim, target.dim) != (affine.d_source, affine.d_target):
+            raise ValueError(f"spaces are {source.dim}-d -> {target.dim}-d but the map is "
+                             f"{affine.d_source}-d -> {affine.d_target}-d")
+        return cls(affine, source, target, options, provenance=provenance)
+
+    # -- the map --------------------------------------------------------------------------
+    @property
+    def matrix(self) -> np.ndarray:
+        return self.map.matrix
+
+    @property
+    def source_mean(self) -> np.ndarray:
+        return self.map.source_mean
+
+    @property
+    def target_mean(self) -> np.ndarray:
+        return self.map.target_mean
+
+    @property
+    def scale(self) -> float:
+        return self.map.scale
+
+    @property
+    def normalize(self) -> bool:
+        return self.map.normalize
 
     @property
     def d_source(self) -> int:
-        return self.matrix.shape[0]
+        return self.map.d_source
 
     @property
     def d_target(self) -> int:
-        return self.matrix.shape[1]
-
-    @property
-    def centred(self) -> bool:
-        return bool(np.any(self.source_mean) or np.any(self.target_mean))
-
-    def inverse(self) -> "Transform":
-        """The map back from the target space (exact when d_source <= d_target)."""
-        return Transform(self.matrix.T.copy(), self.target_mean, self.source_mean,
-                         1.0 / self.scale, self.normalize, self.metadata)
+        return self.map.d_target
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Map rows of x (any float dtype) to float64 in memory; see `ChunkMapper` to stream."""
-        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
-        out = np.empty((x.shape[0], self.d_target))
-        ChunkMapper(self, np.float64).map(x, out)
-        return out
+        """Map source rows to float64 target rows, in memory."""
+        return self.map(x)
 
+    # -- identity -------------------------------------------------------------------------
+    @property
+    def is_inverse(self) -> bool:
+        return self.inverse_of is not None
 
-class ChunkMapper:
-    """Apply a `Transform` chunk by chunk, computing in dtype ``work`` (float32 or float64).
+    def inverse(self) -> "Transform":
+        """The map from ``target`` back into ``source`` (exact when d_source <= d_target).
 
-    Notes
-    -----
-    The product, the bias, the normalisation and the NaN/Inf check run on sub-blocks of
-    ``block`` rows, so each sub-block is still in cache for the passes after the product;
-    done on whole chunks those passes measured as costly as a third of the product. The output
-    may have another float dtype than ``work`` (it is cast per sub-block, no extra copy).
-    """
-
-    def __init__(self, transform: Transform, work=np.float32, block: int = 2048):
-        self.work = np.dtype(work)
-        self.block = block
-        self.normalize = transform.normalize
-        m = transform.scale * transform.matrix
-        # Stored as the transpose of a C-contiguous array: BLAS then reads the small matrix
-        # along its rows, which measured as fast or faster for the tall-times-small product.
-        self.matrix = np.ascontiguousarray(m.T, dtype=self.work).T
-        bias = transform.target_mean - transform.scale * (transform.source_mean @ transform.matrix)
-        self.bias = bias.astype(self.work) if np.any(bias) else None
-        self.d_source, self.d_target = m.shape
-        self._x = np.empty((block, self.d_source), self.work)
-        self._y = np.empty((block, self.d_target), self.work)
-
-    def map(self, x: np.ndarray, out: np.ndarray, first_row: int = 0) -> np.ndarray:
-        """Write the image of rows x into out (same row count, any float dtype); returns out.
-
-        Raises `NonFiniteRows` naming the first offending row (offset by ``first_row``).
+        Its provenance is the forward transform's; ``inverse_of`` names the forward transform
+        by its checksum (computed here if it was never written).
         """
-        for a in range(0, len(x), self.block):
-            xs = x[a:a + self.block]
-            if xs.dtype != self.work:
-                widened = self._x[: len(xs)]
-                np.copyto(widened, xs, casting="unsafe")
-                xs = widened
-            target = out[a:a + self.block]
-            if target.dtype == self.work:
-                self._map_block(xs, target, first_row + a)
-            else:
-                result = self._y[: len(xs)]
-                self._map_block(xs, result, first_row + a)
-                np.copyto(target, result, casting="unsafe")
-        return out
+        from .transform_file import checksum  # the file format defines the checksum
 
-    def _map_block(self, x: np.ndarray, out: np.ndarray, first_row: int) -> None:
-        np.matmul(x, self.matrix, out=out)
-        if self.normalize:
-            # (x/|x|) M = (x M)/|x|: normalise after the product, no copy of the input.
-            norms = np.sqrt(np.einsum("ij,ij->i", x, x))
-            if not np.all(norms > 0):
-                bad = np.flatnonzero(~(norms > 0))
-                raise NonFiniteRows(bad + first_row, "zero or non-finite vector cannot be normalised")
-            out /= norms[:, None]
-        if self.bias is not None:
-            out += self.bias
-        if self.normalize:
-            out /= np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
-        # A NaN/Inf anywhere in an input row reaches its output row and this one contiguous
-        # (SIMD) sum; only then are rows inspected, which also clears a mere overflow of the sum.
-        if not np.isfinite(np.sum(out)):
-            bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
-            if len(bad):
-                raise NonFiniteRows(bad + first_row, "NaN or Inf value")
+        return dataclasses.replace(
+            self, map=self.map.inverse(), source=self.target, target=self.source,
+            inverse_of=self.checksum or checksum(self), format_version=None, checksum=None)
+
+    @property
+    def sealed(self) -> bool:
+        """True when read from (or written as) a file whose checksum covers the metadata."""
+        return bool(self.format_version and self.format_version >= 2)
+
+    @property
+    def metadata(self) -> dict:
+        """The JSON metadata object as the transform file holds it (see `procalign.transform_file`)."""
+        from .transform_file import to_metadata
+
+        meta = to_metadata(self)
+        if self.format_version is not None:
+            meta["format_version"] = self.format_version
+        if self.checksum is not None:
+            meta["checksum"] = self.checksum
+        return meta
+
+    def with_provenance(self, **changes) -> "Transform":
+        """A copy with provenance entries added or replaced (unsealed: checksum cleared)."""
+        return dataclasses.replace(self, provenance={**self.provenance, **changes}, checksum=None)
+
+    def describe(self) -> str:
+        """One line: ``old (384-d) -> new (384-d)``."""
+        return f"{self.source.name} ({self.source.dim}-d) -> {self.target.name} ({self.target.dim}-d)"

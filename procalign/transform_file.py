@@ -1,4 +1,4 @@
-"""The procalign transform file, format version 1.
+"""The procalign transform file, format version 2 (version 1 is still read).
 
 A transform file is an uncompressed NumPy ``.npz`` archive (a zip of ``.npy`` members) that
 loads with plain NumPy and never needs pickle: ``np.load(path, allow_pickle=False)``.
@@ -11,7 +11,7 @@ name           dtype, shape       meaning
 matrix         <f8, (d_s, d_t)    Q, orthonormal rows (d_s <= d_t) or columns (d_s > d_t)
 source_mean    <f8, (d_s,)        subtracted from source rows (zeros when not centred)
 target_mean    <f8, (d_t,)        added to mapped rows (zeros when not centred)
-scale          <f8, ()            isotropic factor (1.0 unless fitted with --scale)
+scale          <f8, ()            isotropic factor, > 0 (1.0 unless fitted with --scale)
 metadata       <U (unicode), ()   one JSON object, see below
 ============== ================== ==========================================================
 
@@ -20,18 +20,29 @@ the L2 normalisation when ``options.normalize`` is true (the output is then norm
 else the identity. The inverse map (target -> source) uses ``matrix.T``, ``1/scale`` and the
 two means swapped.
 
-The JSON metadata object holds string keys only:
+The JSON metadata object. Identity (what `apply` computes and checks):
 
-* ``format``: ``"procalign-transform"``; ``format_version``: integer, this is 1. A reader
+* ``format``: ``"procalign-transform"``; ``format_version``: integer, this is 2. A reader
   refuses a larger version.
-* ``source``, ``target``: ``{"name": str, "dim": int}``, the direction is source -> target.
+* ``source``, ``target``: ``{"name": str, "dim": int}``; the direction is source -> target and
+  the dimensions equal the matrix's.
+* ``method``: ``"orthogonal"``.
 * ``options``: ``{"centre", "normalize", "scale", "rotation_only": bool}``.
-* ``anchors``: number of pairs fitted on; ``fit``: statistics on the anchors (residual,
-  relative residual, mean cosine...); ``report``: the quality report when one was made.
-* ``procalign_version``, ``created`` (ISO 8601 UTC).
-* ``checksum``: ``"sha256:<hex>"`` of, for each array member in the order of the table
-  above, its name, dtype string, shape and raw bytes (see `array_checksum`). `load` recomputes
-  it and refuses a file whose arrays were changed.
+* ``inverse_of``: ``null``, or the checksum of the transform this file inverts.
+
+Provenance (informative): ``anchors`` (pairs fitted on), ``pairing``, ``holdout``, ``files``,
+``fit`` (statistics on the anchors), ``report`` (the quality report when one was made), and
+any other key a writer adds; ``procalign_version`` and ``created`` (ISO 8601 UTC).
+
+``checksum``: ``"sha256:<hex>"`` of, for each array member in the order of the table above,
+its name, dtype string, shape and raw bytes (`_hash_arrays`), followed by ``metadata|`` and
+the metadata object without ``checksum`` as canonical JSON (keys sorted, no spaces, ASCII).
+It therefore seals the arrays *and* every metadata field: a file whose options, space names
+or report were edited is refused. A checksum is not a signature, so `load` also validates what
+the file claims: types, shapes, finite values, scale > 0, and orthonormal rows or columns.
+
+Version 1 files (procalign 0.1) have the same members; their checksum covers the arrays only
+(the metadata is *unsealed*) and space names may be missing (then ``source``/``target``).
 """
 from __future__ import annotations
 
@@ -39,27 +50,50 @@ import hashlib
 import json
 import os
 import zipfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
 from .errors import TransformFileError
 from .jsonsafe import json_safe
-from .transform import Transform
+from .math.affine import AffineMap
+from .math.procrustes import FitOptions
+from .transform import METHOD_ORTHOGONAL, Space, Transform
 
 FORMAT = "procalign-transform"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ARRAYS = ("matrix", "source_mean", "target_mean", "scale")
+IDENTITY = ("format", "format_version", "source", "target", "method", "options", "inverse_of",
+            "procalign_version", "created", "checksum")
+METHODS = (METHOD_ORTHOGONAL,)
+ORTHONORMAL_TOLERANCE = 1e-6
+MAX_MEMBER_BYTES = 1 << 31  # a d x d float64 matrix of 16k x 16k; refuse zip bombs beyond
 
 
-def array_checksum(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
+def _hash_arrays(h, arrays: dict[str, np.ndarray]) -> None:
     for name in ARRAYS:
         a = np.ascontiguousarray(arrays[name], dtype="<f8")
         h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
         h.update(a.tobytes())
+
+
+def array_checksum(arrays: dict[str, np.ndarray]) -> str:
+    """The version-1 checksum: the arrays only."""
+    h = hashlib.sha256()
+    _hash_arrays(h, arrays)
+    return "sha256:" + h.hexdigest()
+
+
+def _canonical(meta: dict) -> bytes:
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+
+
+def sealed_checksum(arrays: dict[str, np.ndarray], meta: dict) -> str:
+    """The version-2 checksum: the arrays, then the canonical metadata."""
+    h = hashlib.sha256()
+    _hash_arrays(h, arrays)
+    h.update(b"metadata|" + _canonical(meta))
     return "sha256:" + h.hexdigest()
 
 
@@ -68,25 +102,31 @@ def _arrays(t: Transform) -> dict[str, np.ndarray]:
             "target_mean": np.asarray(t.target_mean, "<f8"), "scale": np.asarray(t.scale, "<f8")}
 
 
-def save(transform: Transform, path: str | os.PathLike, metadata: dict | None = None) -> dict:
-    """Write ``transform`` to ``path`` (complete or not at all); returns the metadata written.
+def to_metadata(t: Transform) -> dict:
+    """The JSON metadata object of ``t`` as version 2 writes it (without the checksum)."""
+    clash = sorted(set(t.provenance) & set(IDENTITY))
+    if clash:
+        raise ValueError(f"provenance may not set identity keys {clash}")
+    meta = {**t.provenance, "format": FORMAT, "format_version": FORMAT_VERSION,
+            "source": t.source.as_dict(), "target": t.target.as_dict(), "method": t.method,
+            "options": t.options.as_dict(), "inverse_of": t.inverse_of,
+            "procalign_version": t.procalign_version, "created": t.created}
+    return json_safe(meta)
 
-    ``metadata`` is merged over ``transform.metadata``; format, dimensions, version, time and
-    checksum are always set here.
+
+def checksum(t: Transform) -> str:
+    """The checksum ``t`` has (or would have once written) in version 2."""
+    return sealed_checksum(_arrays(t), to_metadata(t))
+
+
+def save(transform: Transform, path: str | os.PathLike) -> Transform:
+    """Write ``transform`` to ``path`` (complete or not at all); returns it sealed.
+
+    The returned transform carries the checksum and format version that were written.
     """
     arrays = _arrays(transform)
-    meta = {**transform.metadata, **(metadata or {})}
-    meta.update({
-        "format": FORMAT, "format_version": FORMAT_VERSION,
-        "source": {**meta.get("source", {}), "dim": transform.d_source},
-        "target": {**meta.get("target", {}), "dim": transform.d_target},
-        "procalign_version": __version__,
-        "created": meta.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "checksum": array_checksum(arrays),
-    })
-    meta.setdefault("options", {"centre": transform.centred, "normalize": transform.normalize,
-                                "scale": transform.scale != 1.0, "rotation_only": False})
-    meta = json_safe(meta)
+    meta = to_metadata(transform)
+    meta["checksum"] = sealed_checksum(arrays, meta)
     path = Path(path)
     tmp = path.with_name(f".{path.name}.procalign-tmp")
     try:
@@ -97,42 +137,112 @@ def save(transform: Transform, path: str | os.PathLike, metadata: dict | None = 
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return meta
+    return _from_metadata(arrays, meta, path)
 
 
 def load(path: str | os.PathLike) -> Transform:
-    """Read and verify a transform file. Raises `TransformFileError` naming what is wrong."""
+    """Read, verify and validate a transform file. Raises `TransformFileError` naming what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise TransformFileError("transform file not found; pass the .npz written by `procalign fit`", path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            members = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise TransformFileError(f"not a readable transform file ({type(e).__name__}: {e}); "
-                                 "re-create it with `procalign fit`", path) from None
-    missing = [k for k in (*ARRAYS, "metadata") if k not in members]
-    if missing:
-        raise TransformFileError(f"missing member(s) {', '.join(missing)}; not a procalign transform", path)
+    members = _read_members(path)
     try:
         meta = json.loads(str(members["metadata"]))
-        assert isinstance(meta, dict)
-    except (ValueError, AssertionError):
-        raise TransformFileError("metadata is not a JSON object; re-create the file with `procalign fit`",
-                                 path) from None
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise TransformFileError("metadata is not a JSON object; re-create the file with `procalign fit`", path)
     if meta.get("format") != FORMAT:
         raise TransformFileError(f"format is {meta.get('format')!r}, expected {FORMAT!r}", path)
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if type(version) is not int or version < 1:
+        raise TransformFileError(f"format_version {version!r} is not a positive integer; re-create the file", path)
+    if version > FORMAT_VERSION:
         raise TransformFileError(f"format version {version} is newer than this procalign reads "
                                  f"({FORMAT_VERSION}); upgrade procalign", path)
     arrays = {k: members[k] for k in ARRAYS}
-    if array_checksum(arrays) != meta.get("checksum"):
-        raise TransformFileError("checksum mismatch: the arrays were modified or damaged; "
+    for name, a in arrays.items():
+        if a.dtype.kind != "f":
+            raise TransformFileError(f"member {name!r} has dtype {a.dtype}, expected float64; re-create the file", path)
+    expected = array_checksum(arrays) if version == 1 else sealed_checksum(arrays, meta)
+    if expected != meta.get("checksum"):
+        what = "arrays" if version == 1 else "arrays or metadata"
+        raise TransformFileError(f"checksum mismatch: the {what} were modified or damaged; "
                                  "re-create the file with `procalign fit`", path)
+    return _from_metadata(arrays, meta, path)
+
+
+def _read_members(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            sizes = {info.filename: info.file_size for info in zf.infolist()}
+        too_big = [k for k, v in sizes.items() if v > MAX_MEMBER_BYTES]
+        if too_big:
+            raise TransformFileError(f"member {too_big[0]} expands to {sizes[too_big[0]]} bytes; "
+                                     "not a procalign transform", path)
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in (*ARRAYS, "metadata") if k not in z.files]
+            if missing:
+                raise TransformFileError(f"missing member(s) {', '.join(missing)}; not a procalign transform", path)
+            return {k: z[k] for k in (*ARRAYS, "metadata")}
+    except TransformFileError:
+        raise
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as e:
+        raise TransformFileError(f"not a readable transform file ({type(e).__name__}: {e}); "
+                                 "re-create it with `procalign fit`", path) from None
+
+
+def _space(meta: dict, key: str, dim: int, path: Path, version: int) -> Space:
+    doc = meta.get(key)
+    if version == 1 and isinstance(doc, dict) and "name" not in doc:
+        doc = {**doc, "name": key}
+    if not isinstance(doc, dict) or not isinstance(doc.get("name"), str) or type(doc.get("dim")) is not int:
+        raise TransformFileError(f"metadata {key!r} must be {{\"name\": str, \"dim\": int}}, got {doc!r}", path)
+    if doc["dim"] != dim:
+        raise TransformFileError(f"metadata says the {key} space is {doc['dim']}-d but the matrix has {dim}", path)
+    return Space(doc["name"], dim)
+
+
+def _options(meta: dict, path: Path) -> FitOptions:
+    raw = meta.get("options", {})
+    fields = FitOptions().as_dict()
+    if not isinstance(raw, dict) or any(k not in fields or type(v) is not bool for k, v in raw.items()):
+        raise TransformFileError(f"metadata 'options' must map {', '.join(fields)} to true/false, got {raw!r}", path)
+    return FitOptions(**{**fields, **raw})
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
+    m, s, t, scale = (arrays[k] for k in ARRAYS)
+    if m.ndim != 2 or 0 in m.shape or s.shape != (m.shape[0],) or t.shape != (m.shape[1],) or scale.shape != ():
+        raise TransformFileError(f"inconsistent shapes: matrix {m.shape}, means {s.shape} and {t.shape}, "
+                                 f"scale {scale.shape}; re-create the file", path)
+    if not all(np.isfinite(a).all() for a in (m, s, t, scale)):
+        raise TransformFileError("the arrays hold NaN or Inf; re-create the file", path)
+    if not float(scale) > 0:
+        raise TransformFileError(f"scale is {float(scale)}, must be > 0; re-create the file", path)
+    gram = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
+    err = float(np.abs(gram - np.eye(len(gram))).max())
+    if err > ORTHONORMAL_TOLERANCE:
+        raise TransformFileError(f"matrix is not orthonormal (max |QQ^T - I| = {err:.2e}); "
+                                 "re-create the file with `procalign fit`", path)
+
+
+def _from_metadata(arrays: dict[str, np.ndarray], meta: dict, path: Path) -> Transform:
+    version = meta["format_version"]
+    _check_arrays(arrays, path)
     m = arrays["matrix"]
-    if m.ndim != 2 or arrays["source_mean"].shape != (m.shape[0],) or arrays["target_mean"].shape != (m.shape[1],):
-        raise TransformFileError(f"inconsistent shapes matrix {m.shape}, means "
-                                 f"{arrays['source_mean'].shape} and {arrays['target_mean'].shape}", path)
-    return Transform(m, arrays["source_mean"], arrays["target_mean"], float(arrays["scale"]),
-                     bool(meta.get("options", {}).get("normalize", False)), meta)
+    method = meta.get("method", METHOD_ORTHOGONAL)
+    if method not in METHODS:
+        raise TransformFileError(f"method {method!r} is not one this procalign knows ({', '.join(METHODS)}); "
+                                 "upgrade procalign", path)
+    inverse_of = meta.get("inverse_of")
+    if inverse_of is not None and not isinstance(inverse_of, str):
+        raise TransformFileError(f"metadata 'inverse_of' must be a checksum string or null, got {inverse_of!r}", path)
+    options = _options(meta, path)
+    affine = AffineMap(np.array(m, "<f8"), np.array(arrays["source_mean"], "<f8"),
+                       np.array(arrays["target_mean"], "<f8"), float(arrays["scale"]), options.normalize)
+    provenance = {k: v for k, v in meta.items() if k not in IDENTITY}
+    return Transform(affine, _space(meta, "source", m.shape[0], path, version),
+                     _space(meta, "target", m.shape[1], path, version), options, method, inverse_of,
+                     provenance, str(meta.get("created", "")), str(meta.get("procalign_version", "")),
+                     version, meta.get("checksum"))

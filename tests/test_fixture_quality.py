@@ -1,17 +1,17 @@
 """On real embeddings (e5 -> MiniLM, committed fixtures): the map must actually work."""
 import pytest
 
-from procalign.io import parse_location
+from procalign.formats import parse_location
 from procalign.pipeline.fit import FitJob
 from procalign.pipeline.fit_and_save import fit_and_save
-from procalign.procrustes import FitOptions
+from procalign.math.procrustes import FitOptions
 
 
 @pytest.mark.parametrize("pair", [("e5.npy", "minilm.npy"), ("e5.parquet", "minilm.parquet")])
 def test_heldout_identity_retrieval_far_above_unaligned(fixtures, pair):
     job = FitJob(parse_location(str(fixtures / pair[0])), parse_location(str(fixtures / pair[1])),
                  holdout=0.2, seed=7)
-    _, meta, _ = fit_and_save(job, None)
+    meta = fit_and_save(job, None)[1].metadata
     held = meta["report"]["heldout"]
     assert held["pairs"] > 400
     assert held["aligned"]["top1"] > 0.85
@@ -24,5 +24,5 @@ def test_centering_is_the_better_default_on_real_models(fixtures):
     def top1(centre):
         job = FitJob(parse_location(str(fixtures / "e5.npy")), parse_location(str(fixtures / "minilm.npy")),
                      FitOptions(centre=centre), holdout=0.2, seed=7)
-        return fit_and_save(job, None)[1]["report"]["heldout"]["aligned"]["top1"]
+        return fit_and_save(job, None)[1].provenance["report"]["heldout"]["aligned"]["top1"]
     assert top1(True) > top1(False) + 0.3

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from procalign import ProcrustesAligner, load_transform
-from procalign.io import open_reader, parse_location
+from procalign.formats import open_reader, parse_location
 from procalign.pipeline import ApplyJob, FitJob, apply_file, fit_files
 from procalign.pipeline.anchors import pair_anchors
 from procalign.errors import UsageError
@@ -14,7 +14,7 @@ from procalign.errors import UsageError
 
 def read_all(path, **kw):
     with open_reader(parse_location(str(path)), **kw) as r:
-        return np.concatenate([b.embeddings.copy() for b in r.iter_batches(333)])
+        return np.concatenate([b.embeddings.copy() for b in r.batches(333)])
 
 
 def test_fixture_readers_agree(fixtures):
@@ -94,7 +94,7 @@ def test_parquet_apply_passes_other_columns_and_metadata(fixtures, transform_pat
 
 @pytest.mark.parametrize("kind", ["list", "large_list", "fixed_size_list"])
 def test_parquet_list_kinds_round_trip(tmp_path, rng, kind):
-    from procalign.io.parquet import list_array
+    from procalign.formats.parquet import list_array
     m = rng.normal(size=(37, 5)).astype(np.float32)
     like = {"list": pa.list_(pa.float32()), "large_list": pa.large_list(pa.float32()),
             "fixed_size_list": pa.list_(pa.float32(), 5)}[kind]
@@ -104,7 +104,7 @@ def test_parquet_list_kinds_round_trip(tmp_path, rng, kind):
     np.testing.assert_array_equal(read_all(tmp_path / "a.parquet"), m)
     with open_reader(parse_location(str(tmp_path / "a.parquet"))) as r:
         np.testing.assert_array_equal(r.take(np.array([0, 9, 10, 36])), m[[0, 9, 10, 36]])
-        starts = [b.start for b in r.iter_batches(4, start=13)]
+        starts = [b.start for b in r.batches(4, start=13)]
         assert starts[0] == 13
 
 

@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from procalign.io import parquet_footer as pf
-from procalign.io.parquet import list_array, writer_options
+from procalign.formats import parquet_footer as pf
+from procalign.formats.parquet import list_array, writer_options
 
 
 def encoded(table, **options):

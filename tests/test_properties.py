@@ -4,7 +4,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from procalign import AlignmentStats, ProcrustesAligner
-from procalign.io import open_reader, parse_location, writer_class
+from procalign.formats import SinkSpec, open_reader, parse_location, sink_class
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 DTYPES = st.sampled_from(["float16", "float32", "float64"])
@@ -18,15 +18,15 @@ def test_writer_reader_round_trip(tmp_path_factory, ext, dtype, rows, dim, write
     path = tmp_path_factory.mktemp("rt") / f"x.{ext}"
     data = np.random.default_rng(seed).normal(size=(rows, dim)).astype(dtype)
     loc = parse_location(str(path))
-    w = writer_class(loc)(path, rows, dim, dtype)
+    w = sink_class(loc)(path, SinkSpec(dim, np.dtype(dtype), rows))
     for a in range(0, rows, write_chunk):
         w.write(data[a:a + write_chunk])
-    w.close()
+    w.finish()
     with open_reader(loc) as r:
         assert (r.rows, r.dtype) == (rows, np.dtype(dtype))
         if rows:
             assert r.dim == dim
-        got = [b.embeddings.copy() for b in r.iter_batches(read_chunk)]
+        got = [b.embeddings.copy() for b in r.batches(read_chunk)]
         assert sum(len(g) for g in got) == rows
         if rows:
             np.testing.assert_array_equal(np.concatenate(got), data)

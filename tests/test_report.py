@@ -9,10 +9,10 @@ from hypothesis import given, settings, strategies as st
 from typer.testing import CliRunner
 
 from procalign import AlignmentStats
-from procalign.bound import procrustes_bound
+from procalign.math.bound import procrustes_bound
 from procalign.cli import app
-from procalign.metrics import CosineHistogram, knn_overlap, ranks_of_pairs, retrieval, row_cosines
-from procalign.ridge import ridge_map
+from procalign.math.metrics import CosineHistogram, knn_overlap, ranks_of_pairs, retrieval, row_cosines
+from procalign.math.ridge import ridge_map
 
 SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "procalign" / "report.schema.json").read_text())
 runner = CliRunner(env={"COLUMNS": "120"})
@@ -183,7 +183,7 @@ def test_top1_gate_without_holdout_says_not_measured(fixtures, tmp_path):
 
 
 def test_row_agreement_equals_direct_computation(rng):
-    from procalign.metrics import row_agreement
+    from procalign.math.metrics import row_agreement
     m, y = rng.normal(size=(30, 6)).astype(np.float32), rng.normal(size=(30, 6)).astype(np.float32)
     cos, sq, yy = row_agreement(m, y)
     m64, y64 = m.astype(np.float64), y.astype(np.float64)

@@ -5,6 +5,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..formats.registry import format_help
 from .errors import exit_codes
 from .options import Column, Dataset, Json, Overwrite, Quiet, Wait
 from .render import print_json, progress_for, stderr, stdout
@@ -14,8 +15,8 @@ DTYPES = ("float16", "float32", "float64")
 
 def apply(
     transform: Annotated[str, typer.Argument(help="Transform file written by `procalign fit` (maps its SOURCE space into its TARGET space).", show_default=False)],
-    input: Annotated[str, typer.Argument(help="Vectors to map: .npy, .parquet or .h5[:/dataset]; in the SOURCE space (TARGET with --inverse).", show_default=False)],
-    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the mapped vectors (any supported format).", show_default=False)],
+    input: Annotated[str, typer.Argument(help=f"Vectors to map ({format_help()}), in the SOURCE space (TARGET with --inverse).", show_default=False)],
+    output: Annotated[str, typer.Option("--output", "-o", help=f"Where to write the mapped vectors ({format_help()}).", show_default=False)],
     inverse: Annotated[bool, typer.Option("--inverse", help="Map the other way: from the transform's TARGET space back into its SOURCE space.")] = False,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="Output float type (default: the input's): float16, float32 or float64.")] = None,
     column: Column = None,
@@ -39,12 +40,12 @@ def apply(
         # imported here so that --help starts without numpy, pyarrow or h5py
         from .. import transform_file
         from ..errors import UsageError
-        from ..io import parse_location
+        from ..formats import parse_location
         from ..pipeline import ApplyJob, apply_file
         if dtype is not None and dtype not in DTYPES:
             raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
         job = ApplyJob(transform_file.load(transform), transform, parse_location(input, dataset),
-                       parse_location(output, dataset), inverse, dtype, column, memory, batch_rows,
+                       parse_location(output), inverse, dtype, column, memory, batch_rows,
                        overwrite, wait, force, resume, fsync)
         result = apply_file(job, progress_for(quiet or json_out))
         for note in result.notes:

@@ -29,7 +29,7 @@ def evaluate(
     with exit_codes():
         # imported here so that --help starts without numpy, pyarrow or h5py
         from .. import transform_file
-        from ..io import parse_location
+        from ..formats import parse_location
         from ..pipeline.evaluate import EvaluateJob, evaluate_files
         from ..pipeline.report import gate_error, unmet_gates
         job = EvaluateJob(transform_file.load(transform), transform, parse_location(source), parse_location(target),

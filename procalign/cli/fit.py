@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..formats.registry import format_help
 from .errors import exit_codes
 from .options import ByPosition, Column, EvalSize, IdColumn, Json, MaxResidual, MinCosine, MinTop1, Overwrite, Quiet
 from .render import print_json, progress_for
@@ -13,7 +14,7 @@ from .report_view import show_fit
 
 
 def fit(
-    source: Annotated[str, typer.Argument(help="Anchors in the SOURCE space (the space you map from): .npy, .parquet or .h5[:/dataset].", show_default=False)],
+    source: Annotated[str, typer.Argument(help=f"Anchors in the SOURCE space (the space you map from): {format_help()}.", show_default=False)],
     target: Annotated[str, typer.Argument(help="The same items in the TARGET space (the space you map into).", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Transform file to write (.npz), mapping SOURCE -> TARGET.", show_default=False)],
     centre: Annotated[bool, typer.Option("--centre/--no-centre", help="Subtract each space's mean before the rotation and add the target mean back (default on: measured better on real model pairs).")] = True,
@@ -45,17 +46,18 @@ def fit(
     """
     with exit_codes():
         # imported here so that --help starts without numpy, pyarrow or h5py
-        from ..io import parse_location
+        from ..formats import parse_location
         from ..pipeline.fit import FitJob
         from ..pipeline.fit_and_save import fit_and_save
         from ..pipeline.report import gate_error
-        from ..procrustes import FitOptions
+        from ..math.procrustes import FitOptions
         job = FitJob(parse_location(source), parse_location(target),
                      FitOptions(centre, normalize, scale, rotation_only), column, id_column, by_position,
                      batch_rows, holdout, seed, report or any(g is not None for g in (min_top1, min_cosine, max_residual)),
                      eval_size, source_name, target_name, memory)
         gates = {"min_top1": min_top1, "min_cosine": min_cosine, "max_residual": max_residual}
-        _, metadata, failures = fit_and_save(job, output, gates, overwrite, progress_for(quiet or json_out))
+        _, transform, failures = fit_and_save(job, output, gates, overwrite, progress_for(quiet or json_out))
+        metadata = transform.metadata
         written = None if failures else str(output)
         if json_out:
             print_json({"output": written, "gates_failed": failures, **metadata})

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from ..formats.registry import format_help
 from .errors import exit_codes
 from .options import Column, Dataset, Json
 from .render import key_value_table, print_json, stdout
@@ -12,7 +13,7 @@ from .report_view import quality_line, show_report
 
 
 def inspect(
-    path: Annotated[str, typer.Argument(help="A transform file (.npz) or an embedding file (.npy, .parquet, .h5).", show_default=False)],
+    path: Annotated[str, typer.Argument(help=f"A transform file (.npz) or an embedding file ({format_help()}).", show_default=False)],
     column: Column = None,
     dataset: Dataset = None,
     json_out: Json = False,
@@ -22,18 +23,19 @@ def inspect(
     with exit_codes():
         # imported here so that --help starts without numpy, pyarrow or h5py
         from .. import transform_file
-        from ..io import open_reader, parse_location
+        from ..formats import open_reader, parse_location
         if path.lower().endswith(".npz"):
             t = transform_file.load(path)
             meta = t.metadata
             if json_out:
                 return print_json(meta)
             stdout.print(key_value_table(f"transform {path}", [
-                ("direction", f"{meta['source'].get('name')} ({meta['source']['dim']}-d) -> "
-                              f"{meta['target'].get('name')} ({meta['target']['dim']}-d)"),
+                ("direction", t.describe()),
                 ("options", ", ".join(f"{k}={v}" for k, v in meta.get("options", {}).items())),
                 ("anchors", meta.get("anchors")), ("scale", t.scale),
-                ("format version", meta.get("format_version")), ("procalign", meta.get("procalign_version")),
+                ("format version", f"{t.format_version}" + ("" if t.sealed else
+                                   " (unsealed: the checksum covers the arrays only)")),
+                ("inverse of", t.inverse_of or "-"), ("procalign", meta.get("procalign_version")),
                 ("created", meta.get("created")), ("checksum", meta.get("checksum"))]))
             if meta.get("report"):
                 show_report(meta["report"])

@@ -7,7 +7,8 @@ from typing import Iterator
 import numpy as np
 
 from ..errors import InputError
-from ..io import EmbeddingReader
+from ..formats import Source
+from ..math.fold import NonFinitePair
 
 
 @dataclass
@@ -24,6 +25,24 @@ class Pairing:
         return {"mode": self.mode, "pairs": self.pairs, "ids_only_in_source": self.only_source,
                 "ids_only_in_target": self.only_target}
 
+    def file_row(self, side: str, pair: int) -> int:
+        """The row of the source or target file that holds pair ``pair``."""
+        if self.mode == "position":
+            return int(pair)
+        return int((self.source_index if side == "source" else self.target_index)[pair])
+
+    def ids_of(self, first: int, n: int) -> np.ndarray | None:
+        return None if self.ids is None else self.ids[first:first + n]
+
+    def error(self, e: NonFinitePair, source: Source, target: Source) -> InputError:
+        """The file-level error for a pair the fold refused."""
+        path = source.path if e.side == "source" else target.path
+        row = self.file_row(e.side, e.index)
+        if "normalised" in e.what:
+            return InputError(f"zero vector at row {row} cannot be L2-normalised; drop it or fit without "
+                              "--normalize", path)
+        return InputError(f"NaN or Inf at row {row}; drop or repair that row", path)
+
 
 def _check_unique(ids: np.ndarray, path: str) -> None:
     uniq, counts = np.unique(ids, return_counts=True)
@@ -33,7 +52,7 @@ def _check_unique(ids: np.ndarray, path: str) -> None:
                          "unique, deduplicate the file", path)
 
 
-def pair_anchors(source: EmbeddingReader, target: EmbeddingReader, by_position: bool = False) -> Pairing:
+def pair_anchors(source: Source, target: Source, by_position: bool = False) -> Pairing:
     for r in (source, target):
         if r.rows == 0:
             raise InputError("file has zero rows; anchors need at least one pair", r.path)
@@ -58,7 +77,7 @@ def pair_anchors(source: EmbeddingReader, target: EmbeddingReader, by_position: 
                    si[order].astype(np.int64), ti[order].astype(np.int64), common[order])
 
 
-def iter_pairs(source: EmbeddingReader, target: EmbeddingReader, pairing: Pairing,
+def iter_pairs(source: Source, target: Source, pairing: Pairing,
                batch_rows: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(first_pair_index, x, y)`` with x[i] and y[i] the same item."""
     if pairing.mode == "position":
@@ -73,11 +92,11 @@ def iter_pairs(source: EmbeddingReader, target: EmbeddingReader, pairing: Pairin
         yield a, source.take(si), y
 
 
-def _exact(reader: EmbeddingReader, rows: int) -> Iterator[np.ndarray]:
+def _exact(reader: Source, rows: int) -> Iterator[np.ndarray]:
     """Chunks of exactly ``rows`` rows (the last may be short), whatever the reader yields."""
     pending: list[np.ndarray] = []
     have = 0
-    for batch in reader.iter_batches(rows):
+    for batch in reader.batches(rows):
         e = batch.embeddings
         if not pending and len(e) == rows:
             yield e

@@ -3,25 +3,27 @@
 Held-out metrics are computed on the held-out pairs kept in memory (at most ``eval_size``);
 anchor metrics stream over every fitted anchor in a second pass. The report is a plain dict of
 numbers (its JSON schema is ``procalign/report.schema.json``).
+
+It takes the statistics, the samples and an iterable that reads the pairs again; it does not
+know how they were fitted. The anchor pass uses the fit's own `HoldoutSplit` and
+`prepare_rows`, so held-out pairs are excluded exactly as the fit excluded them.
 """
 from __future__ import annotations
 
 import heapq
+from typing import Iterable
 
 import numpy as np
 
-from ..bound import procrustes_bound
 from ..errors import QualityGateError
-from ..io import open_reader
-from ..metrics import (CosineHistogram, cosine_summary, knn_indices, knn_overlap, retrieval, row_agreement,
-                       row_cosines)
-from ..procrustes import FitOptions, fit_transform
-from ..ridge import ridge_map
-from ..stats import AlignmentStats
-from ..transform import ChunkMapper, Transform, unit_rows
-from .anchors import iter_pairs
-from .fit import FitJob, FitResult, chunk_rows
-from .sampling import uniform_by_index
+from ..math.affine import ChunkMapper
+from ..math.bound import procrustes_bound
+from ..math.fold import HoldoutSplit, prepare_rows
+from ..math.metrics import Agreement, cosine_summary, knn_indices, knn_overlap, retrieval, row_cosines
+from ..math.procrustes import FitOptions, fit_transform
+from ..math.ridge import ridge_map
+from ..math.stats import AlignmentStats
+from ..transform import Transform
 from .stream import run_stages
 
 WORST = 10
@@ -46,8 +48,8 @@ def heldout_report(transform: Transform, x, y, control, stats: AlignmentStats, s
         cx, cy = control
         perm = np.random.default_rng(seed).permutation(len(cy))
         shuffled = AlignmentStats.empty(cx.shape[1], cy.shape[1]).update(cx, cy[perm])
-        opts = transform.metadata.get("options", {})
-        t, _ = fit_transform(shuffled, FitOptions(**{**opts, "scale": False}))
+        opts = transform.options
+        t, _ = fit_transform(shuffled, FitOptions(opts.centre, opts.normalize, False, opts.rotation_only))
         report["shuffled_control"] = {"fitted_on": int(len(cx)), **pair_metrics(t(x), y)}
     if stats.with_gram:
         w, b = ridge_map(stats)
@@ -55,52 +57,49 @@ def heldout_report(transform: Transform, x, y, control, stats: AlignmentStats, s
     return report
 
 
-def anchor_report(job: FitJob, result: FitResult) -> dict:
+def anchor_report(transform: Transform, pairs: Iterable[tuple[int, np.ndarray, np.ndarray]], split: HoldoutSplit,
+                  ids: np.ndarray | None = None, chunk_rows: int = 8192) -> dict:
     """Second pass over the fitted anchors: cosine distribution, residual, worst pairs.
 
-    Maps in float32 with the streaming kernel and measures with `row_agreement`, so this pass
-    costs about one product per chunk.
+    ``pairs`` yields ``(first pair index, x, y)`` chunks; pairs that ``split`` holds out are
+    skipped. Maps in float32 with the streaming kernel and measures with `row_agreement`, so
+    this pass costs about one product per chunk.
     """
-    hist = CosineHistogram()
+    agreement = Agreement()
     worst: list[tuple[float, str]] = []
-    totals = {"res_sq": 0.0, "y_sq": 0.0}
-    pairing = result.pairing
-    mapper = ChunkMapper(result.transform, np.float32)
+    mapper = ChunkMapper(transform.map, np.float32)
+    out = np.empty((chunk_rows, transform.d_target), np.float32)
 
     def measure(item):
+        nonlocal out
         start, x, y = item
-        if job.options.normalize:
-            x, y = unit_rows(x), unit_rows(y)
-        keep = uniform_by_index(start, len(x), job.seed) >= job.holdout
+        x = prepare_rows(x, start, "source", transform.normalize, check_finite=False)
+        y = prepare_rows(y, start, "target", transform.normalize, check_finite=False)
+        if len(x) > len(out):
+            out = np.empty((len(x), transform.d_target), np.float32)
+        keep = ~split.held(start, len(x))
         mapped = mapper.map(x, out[: len(x)], start)[keep]
-        cos, r, yy = row_agreement(mapped, np.asarray(y, np.float32)[keep])
-        hist.add(cos)
-        totals["res_sq"] += float(r.sum())
-        totals["y_sq"] += float(yy.sum())
+        _, r = agreement.add(mapped, np.asarray(y, np.float32)[keep])
         index = np.flatnonzero(keep) + start
         for j in np.argpartition(r, -WORST)[-WORST:] if len(r) > WORST else range(len(r)):
-            name = str(pairing.ids[index[j]]) if pairing.ids is not None else f"row {index[j]}"
+            name = str(ids[index[j]]) if ids is not None else f"row {index[j]}"
             item = (float(r[j]), name)
             heapq.heappush(worst, item) if len(worst) < WORST else heapq.heappushpop(worst, item)
-        return None
 
-    with open_reader(job.source, job.column, job.id_column) as src, \
-            open_reader(job.target, job.column, job.id_column) as tgt:
-        rows = chunk_rows(job, src, tgt)
-        out = np.empty((rows, result.transform.d_target), np.float32)
-        run_stages(iter_pairs(src, tgt, pairing, rows), measure, lambda _: None)
-    res_sq, y_sq = totals["res_sq"], totals["y_sq"]
-    return {"pairs": hist.n, "cosine": hist.summary(),
-            "relative_residual": float(np.sqrt(res_sq / y_sq)) if y_sq else None,
+    run_stages(pairs, measure, lambda _: None)
+    return {"pairs": agreement.hist.n, **agreement.summary(),
             "worst": [{"id": name, "squared_residual": r} for r, name in sorted(worst, reverse=True)]}
 
 
-def build_report(job: FitJob, result: FitResult) -> dict:
-    report = {"anchors": anchor_report(job, result),
-              "bound": procrustes_bound(result.stats, job.options.centre)}
-    if result.heldout is not None:
-        x, y, _ = result.heldout
-        report["heldout"] = heldout_report(result.transform, x, y, result.control, result.stats, job.seed)
+def build_report(transform: Transform, stats: AlignmentStats, pairs: Iterable, split: HoldoutSplit,
+                 heldout=None, control=None, ids: np.ndarray | None = None, chunk_rows: int = 8192) -> dict:
+    """The whole report: anchors (a pass over ``pairs``), the bound, and held-out metrics when
+    a held-out sample ``(x, y, ids)`` is given."""
+    report = {"anchors": anchor_report(transform, pairs, split, ids, chunk_rows),
+              "bound": procrustes_bound(stats, transform.options.centre)}
+    if heldout is not None:
+        x, y, _ = heldout
+        report["heldout"] = heldout_report(transform, x, y, control, stats, split.seed)
     return report
 
 

@@ -1,96 +1,106 @@
-"""Read -> compute -> write in three threads, so file I/O overlaps the matrix product.
+"""The stream core: batches -> map -> write, with file I/O overlapping the matrix product.
 
-BLAS, file reads and writes, Arrow and HDF5 all release the GIL, so the three stages run
-concurrently. Queues hold one item each: with the readers' rings of four buffers this keeps
-at most three chunks alive per side, which bounds memory by the chunk size.
+Knows nothing of files: it takes any iterable of `Batch` (a file source, a pipe, arrays in
+memory in a Dask task) and a write callback (a sink behind a delivery, or a list). BLAS, file
+reads and writes, Arrow and HDF5 all release the GIL, so reading the next chunk, mapping this
+one and writing the previous one run at the same time, each stage on its own thread.
 """
 from __future__ import annotations
 
-import queue
-import threading
-from typing import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterable, Iterator
 
-_DONE = object()
+import numpy as np
 
+from ..formats.base import Batch
+from ..math.affine import AffineMap, ChunkMapper
+from .chunking import RING
 
-class _Failed:
-    def __init__(self, exc: BaseException):
-        self.exc = exc
-
-
-def _put(q: queue.Queue, item, stop: threading.Event) -> bool:
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
+_END = object()
 
 
 def run_stages(produce: Iterable, compute: Callable, consume: Callable) -> None:
     """Feed every item of ``produce`` through ``compute`` (calling thread) into ``consume``.
 
-    The first exception in any stage stops the others and is re-raised here.
+    One reader and one writer thread; at most one item is read ahead and one is being written
+    while the next is computed, so three items per side are alive at once (a ring of four
+    buffers suffices). The first exception in any stage is raised here once the other stages
+    have stopped.
     """
-    stop = threading.Event()
-    q_in: queue.Queue = queue.Queue(maxsize=1)
-    q_out: queue.Queue = queue.Queue(maxsize=1)
-    write_error: list[BaseException] = []
-
-    def reader():
+    items = iter(produce)
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reads, \
+            ThreadPoolExecutor(1, thread_name_prefix="write") as writes:
+        reading, writing = reads.submit(next, items, _END), None
         try:
-            for item in produce:
-                if not _put(q_in, item, stop):
-                    return
-            _put(q_in, _DONE, stop)
-        except BaseException as e:  # handed to the main thread
-            _put(q_in, _Failed(e), stop)
+            while (item := reading.result()) is not _END:
+                reading = reads.submit(next, items, _END)
+                result = compute(item)
+                if writing is not None:
+                    writing.result()
+                writing = writes.submit(consume, result)
+            if writing is not None:
+                writing.result()
+        except BaseException:
+            reading.cancel()
+            if writing is not None:
+                writing.cancel()
+            raise
 
-    def writer():
-        while True:
-            item = q_out.get()
-            if item is _DONE:
-                return
-            try:
-                consume(item)
-            except BaseException as e:
-                write_error.append(e)
-                stop.set()
-                return
 
-    threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=writer, daemon=True)]
-    for t in threads:
-        t.start()
-    try:
-        while True:
-            item = q_in.get()
-            if item is _DONE:
-                break
-            if isinstance(item, _Failed):
-                raise item.exc
-            if write_error:
-                break
-            result = compute(item)
-            if not _put(q_out, result, stop):
-                break
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        # Let the writer drain (or notice the stop) before returning.
-        while threads[1].is_alive():
-            try:
-                q_out.put(_DONE, timeout=0.1)
-                break
-            except queue.Full:
-                if stop.is_set():
-                    try:
-                        q_out.get_nowait()
-                    except queue.Empty:
-                        pass
-        threads[1].join()
-        stop.set()
-        threads[0].join(timeout=5)
-    if write_error:
-        raise write_error[0]
+class BatchMapper:
+    """Map batches with a `ChunkMapper` into a ring of output buffers (no allocation per chunk).
+
+    Computes in float64 when the input or output is float64, else float32. Raises
+    `NonFiniteRows` naming the row of the source (``batch.start`` + index).
+    """
+
+    def __init__(self, affine: AffineMap, in_dtype, out_dtype, rows: int):
+        in_dtype, out_dtype = np.dtype(in_dtype), np.dtype(out_dtype)
+        work = np.float64 if np.float64 in (in_dtype, out_dtype) else np.float32
+        self.kernel = ChunkMapper(affine, work)
+        self.ring = [np.empty((rows, affine.d_target), out_dtype) for _ in range(RING)]
+        self.turn = 0
+
+    def __call__(self, batch: Batch) -> tuple[np.ndarray, Batch]:
+        buf = self.ring[self.turn % RING]
+        self.turn += 1
+        if len(batch.embeddings) > len(buf):
+            buf = np.empty((len(batch.embeddings), buf.shape[1]), buf.dtype)
+        out = buf[: len(batch.embeddings)]
+        self.kernel.map(batch.embeddings, out, batch.start)
+        return out, batch
+
+
+def map_stream(batches: Iterable[Batch], mapper: BatchMapper,
+               write: Callable[[np.ndarray, Batch], None]) -> int:
+    """Map every batch and hand it to ``write`` (rows, batch) in order; returns the row count.
+
+    The rows handed to ``write`` live in a reused buffer: copy them to keep them.
+    """
+    done = [0]
+
+    def consume(item):
+        out, batch = item
+        write(out, batch)
+        done[0] += len(out)
+
+    run_stages(batches, mapper, consume)
+    return done[0]
+
+
+def batches_of(arrays: Iterable[np.ndarray], start: int = 0) -> Iterator[Batch]:
+    """Wrap in-memory arrays as consecutive batches (for pipes, tests and Dask tasks)."""
+    for a in arrays:
+        yield Batch(start, a)
+        start += len(a)
+
+
+def map_arrays(affine: AffineMap, arrays: Iterable[np.ndarray], out_dtype=np.float32) -> list[np.ndarray]:
+    """The stream core on arrays in memory: each array mapped, as a new array."""
+    arrays = list(arrays)
+    rows = max((len(a) for a in arrays), default=1)
+    in_dtype = arrays[0].dtype if arrays else np.float32
+    mapped: list[np.ndarray] = []
+    map_stream(batches_of(arrays), BatchMapper(affine, in_dtype, out_dtype, max(rows, 1)),
+               lambda out, _batch: mapped.append(out.copy()))
+    return mapped

@@ -125,3 +125,31 @@ class CosineHistogram:
 def cosine_summary(cos: np.ndarray) -> dict[str, float]:
     return {"mean": float(np.mean(cos)), "p5": float(np.percentile(cos, 5)),
             "median": float(np.median(cos)), "count": int(len(cos))}
+
+
+class Agreement:
+    """Streaming agreement of mapped rows with their targets: cosine histogram and the
+    residual totals behind the relative residual. Mergeable like the statistics."""
+
+    def __init__(self):
+        self.hist = CosineHistogram()
+        self.res_sq = 0.0
+        self.y_sq = 0.0
+
+    def add(self, mapped: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Fold in one chunk; returns its per-row cosines and squared residuals."""
+        cos, r, yy = row_agreement(mapped, y)
+        self.hist.add(cos)
+        self.res_sq += float(r.sum())
+        self.y_sq += float(yy.sum())
+        return cos, r
+
+    def merge(self, other: "Agreement") -> "Agreement":
+        self.hist.merge(other.hist)
+        self.res_sq += other.res_sq
+        self.y_sq += other.y_sq
+        return self
+
+    def summary(self) -> dict:
+        return {"cosine": self.hist.summary(),
+                "relative_residual": float(np.sqrt(self.res_sq / self.y_sq)) if self.y_sq else None}

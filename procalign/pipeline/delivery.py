@@ -1,4 +1,4 @@
-"""Write a file so that the destination holds either nothing new or the complete result.
+"""Delivery: write a file so that the destination holds either nothing new or the complete result.
 
 `Destination` checks the path before any work, takes an exclusive lock beside it (flock, so a
 killed run never leaves a stale lock), hands out a temporary path in the same directory, and
@@ -8,7 +8,12 @@ durability across power loss and costs the time to write the whole file to disk)
 deletes the temporary file and its journal (errors, SIGINT, SIGTERM), except after SIGKILL,
 where nothing runs: then both stay for ``apply --resume``. With ``keep_partial`` (set by a
 resumable apply) a stale temporary file from a killed run is kept for the caller to resume;
-otherwise it is removed before writing starts.
+otherwise it is removed before writing starts. Files a sink keeps beside the temporary file
+are deleted by their exact names (``sidecars``), never by pattern.
+
+`Delivery` wraps a `Sink` in a destination and a journal: the stream core hands it chunks
+(`Delivery.write`), and `commit` finishes the sink, renames the file into place and lets the
+sink add what belongs beside it (the .npy stamp). Resuming a killed run happens here.
 """
 from __future__ import annotations
 
@@ -18,7 +23,10 @@ import os
 import time
 from pathlib import Path
 
-from ..errors import LockedError, OutputError
+from dataclasses import dataclass
+
+from ..errors import LockedError, OutputError, UsageError
+from ..formats import Sink, SinkSpec
 from .journal import Journal, journal_path
 
 
@@ -50,8 +58,10 @@ def check_destination(final: Path, inputs: list[Path], overwrite: bool) -> None:
 
 
 class Destination:
-    def __init__(self, final, inputs=(), overwrite=False, wait=False, keep_partial=False, fsync=True):
+    def __init__(self, final, inputs=(), overwrite=False, wait=False, keep_partial=False, fsync=True,
+                 sidecars=()):
         self.final = Path(final)
+        self.sidecars = [Path(p) for p in sidecars]
         self.fsync = fsync
         self.keep_partial = keep_partial
         self.inputs = [Path(p) for p in inputs]
@@ -103,9 +113,9 @@ class Destination:
         self.discard()  # the journal
 
     def discard(self) -> None:
-        """Delete the temporary file, what writers keep beside it (TEMP.*) and the journal."""
+        """Delete the temporary file, the sidecars kept beside it and the journal."""
         self.temp.unlink(missing_ok=True)
-        for side in self.temp.parent.glob(self.temp.name + ".*"):
+        for side in self.sidecars:
             side.unlink(missing_ok=True)
         Journal(journal_path(self.final), {}).remove()
 
@@ -117,3 +127,88 @@ class Destination:
             os.close(self._lock_fd)
             self._lock_fd = None
         return False
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """How to treat the destination: replace it, wait for its lock, resume, fsync."""
+
+    overwrite: bool = False
+    wait: bool = False
+    resume: bool = False
+    fsync: bool = False
+
+
+class Delivery:
+    """A sink inside a destination: temporary file, lock, journal, resume, rename.
+
+    ``identity`` describes what the output is made from (input, transform, options, chunk
+    size); a resume is accepted only with an equal identity. After ``with`` is entered,
+    ``start`` is the first row still to write and ``notes`` says what happened.
+    """
+
+    def __init__(self, final: Path, inputs, sink_class: type[Sink], spec: SinkSpec, identity: dict,
+                 policy: DeliveryPolicy = DeliveryPolicy()):
+        self.final, self.sink_class, self.spec, self.identity, self.policy = Path(final), sink_class, spec, identity, policy
+        temp = partial_path(self.final)
+        self.destination = Destination(self.final, inputs, policy.overwrite, policy.wait,
+                                       keep_partial=policy.resume, fsync=policy.fsync,
+                                       sidecars=sink_class.sidecars_for(temp))
+        self.notes: list[str] = []
+        self.start = 0
+        self.sink: Sink | None = None
+
+    def __enter__(self) -> "Delivery":
+        dest = self.destination.__enter__()
+        try:
+            self.start = self._resume_point()
+            self.journal = Journal(journal_path(self.final), self.identity, self.start)
+            self.sink = self._open_sink()
+        except BaseException:
+            self.destination.__exit__(None, None, None)
+            raise
+        return self
+
+    def _resume_point(self) -> int:
+        if not self.policy.resume:
+            return 0
+        found = Journal.read(self.final)
+        if found is None or not self.destination.temp.exists():
+            self.destination.discard()
+            self.notes.append("nothing to resume; started from the beginning")
+            return 0
+        if found.identity != self.identity:
+            changed = sorted(k for k in self.identity if self.identity[k] != found.identity.get(k))
+            raise UsageError(f"the partial output was made with a different {', '.join(changed)}; rerun "
+                             "with the same input, transform and options, or without --resume", self.final)
+        self.notes.append(f"resumed after row {found.rows_done}")
+        return found.rows_done
+
+    def _open_sink(self) -> Sink:
+        temp = self.destination.temp
+        try:
+            return self.sink_class(temp, self.spec, resume_rows=self.start)
+        except (ValueError, OSError) as e:
+            if not self.start:
+                raise
+            reason = str(e)
+        self.destination.discard()
+        self.notes[-1] = f"could not resume ({reason}); started from the beginning"
+        self.start = self.journal.rows_done = 0
+        return self.sink_class(temp, self.spec)
+
+    def write(self, rows, extra=None) -> None:
+        """Append one chunk and record it: after this returns, a kill loses nothing of it."""
+        self.sink.write(rows, extra)
+        self.sink.flush()
+        self.journal.save(self.journal.rows_done + len(rows))
+
+    def commit(self) -> None:
+        self.sink.finish()
+        self.destination.commit()
+        self.sink.after_commit(self.final)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.sink is not None:
+            self.sink.abort()
+        return self.destination.__exit__(exc_type, exc, tb)

@@ -2,19 +2,22 @@
 
 Reading parses the header itself (never unpickles, whatever the file says) and then reads rows
 with plain ``readinto`` into reused buffers, which measured faster than a memory map's page
-faults. Writing streams raw rows after a header written up front.
+faults. Writing streams raw rows after a header written up front; when the row count is not
+known up front (a stream), the header reserves room and is rewritten with the count at the end.
+A stamp lives in a sidecar ``NAME.npy.procalign.json`` (written after the rename).
 """
 from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 from numpy.lib import format as npformat
 
 from ..errors import InputError
-from .base import FLOAT_DTYPES, Batch, BufferRing, EmbeddingReader, EmbeddingWriter
+from .base import FLOAT_DTYPES, Batch, BufferRing, ReadOptions, Sink, SinkSpec, Source
 
 STAMP_SUFFIX = ".procalign.json"
 
@@ -31,8 +34,9 @@ def read_header(path: Path, f) -> tuple[tuple, bool, np.dtype, int]:
     return shape, fortran, dtype, f.tell()
 
 
-class NpyReader(EmbeddingReader):
-    def __init__(self, path):
+class NpySource(Source):
+    def __init__(self, location, options: ReadOptions = ReadOptions()):
+        path = location.path
         self.path = str(path)
         p = Path(path)
         self._file = open(p, "rb")
@@ -73,7 +77,7 @@ class NpyReader(EmbeddingReader):
             out.byteswap(inplace=True)
         return out
 
-    def iter_batches(self, batch_rows, start=0):
+    def batches(self, batch_rows, start=0):
         ring = BufferRing((min(batch_rows, max(self.rows, 1)), self.dim), self.dtype, self.ring_size)
         for a in range(start, self.rows, batch_rows):
             n = min(batch_rows, self.rows - a)
@@ -85,7 +89,7 @@ class NpyReader(EmbeddingReader):
         return np.asarray(mm[np.asarray(indices)], dtype=self.dtype)
 
     def stamp(self):
-        side = Path(self.path + STAMP_SUFFIX)
+        side = stamp_path(Path(self.path))
         if side.is_file():
             try:
                 return json.loads(side.read_text())
@@ -100,24 +104,43 @@ class NpyReader(EmbeddingReader):
             self._file = None
 
 
-class NpyWriter(EmbeddingWriter):
+def _header(dtype: np.dtype, rows: int, dim: int) -> dict:
+    return {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False, "shape": (rows, dim)}
+
+
+STREAM_HEADER_BYTES = 128  # room for any row count; a multiple of 64 keeps the data aligned
+
+
+def stream_header(dtype: np.dtype, rows: int, dim: int) -> bytes:
+    """A version 1.0 header of exactly STREAM_HEADER_BYTES, so that a stream's header, written
+    before the row count is known, can be rewritten in place with the real count."""
+    text = repr(_header(dtype, rows, dim))
+    pad = STREAM_HEADER_BYTES - 10 - len(text) - 1
+    if pad < 0:
+        raise ValueError(f"npy header for shape ({rows}, {dim}) does not fit {STREAM_HEADER_BYTES} bytes")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", STREAM_HEADER_BYTES - 10) + (text + " " * pad + "\n").encode("latin1")
+
+
+class NpySink(Sink):
     """Writes the header for (rows, dim) first, then rows as they come."""
 
-    def __init__(self, path, rows, dim, dtype, source=None, stamp=None, resume_rows=0):
-        self.path, self.rows, self.dim, self.dtype = str(path), rows, dim, np.dtype(dtype)
-        self.stamp_data = stamp
-        header = {"descr": npformat.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, dim)}
+    def __init__(self, path, spec: SinkSpec, resume_rows=0):
+        super().__init__(path, spec, resume_rows)
+        self.dim, self.dtype = spec.dim, np.dtype(spec.dtype)
         if resume_rows:
             self._file = open(path, "r+b")
             npformat.read_magic(self._file)
             self._file.seek(0)
             self._offset = read_header(Path(path), self._file)[3]
-            self._file.seek(self._offset + resume_rows * dim * self.dtype.itemsize)
+            self._file.seek(self._offset + resume_rows * self.dim * self.dtype.itemsize)
             self._file.truncate()
         else:
             self._file = open(path, "wb")
-            npformat.write_array_header_1_0(self._file, header)
-        self.written = resume_rows
+            if spec.rows is None:
+                self._file.write(stream_header(self.dtype, 0, self.dim))
+            else:
+                npformat.write_array_header_1_0(self._file, _header(self.dtype, spec.rows, self.dim))
+            self._offset = self._file.tell()
 
     def write(self, embeddings, extra=None):
         a = np.ascontiguousarray(embeddings, dtype=self.dtype)
@@ -128,13 +151,35 @@ class NpyWriter(EmbeddingWriter):
         """Hand written rows to the OS: they then survive the death of this process."""
         self._file.flush()
 
-    def close(self):
-        if self._file:
+    def finish(self):
+        self._check_rows()
+        if self.spec.rows is None:
+            self._file.seek(0)
+            self._file.write(stream_header(self.dtype, self.written, self.dim))
+        self._file.close()
+        self._file = None
+
+    def abort(self):
+        if getattr(self, "_file", None):
             self._file.close()
             self._file = None
-        if self.written != self.rows:
-            raise ValueError(f"wrote {self.written} rows, header says {self.rows}")
 
-    def sidecar(self) -> dict | None:
-        """The stamp to store beside the file (written by the caller after the rename)."""
-        return self.stamp_data
+    def after_commit(self, final: Path) -> None:
+        """The stamp goes beside the file, once the file is in place."""
+        if self.spec.stamp is not None:
+            write_stamp(Path(final), self.spec.stamp)
+
+
+def stamp_path(path: Path) -> Path:
+    # beside the file the user named, even when that name is a symlink to elsewhere
+    return Path(str(path) + STAMP_SUFFIX)
+
+
+def write_stamp(path: Path, stamp: dict) -> None:
+    side = stamp_path(path)
+    tmp = side.with_name(f".{side.name}.tmp")
+    tmp.write_text(json.dumps(stamp, sort_keys=True))
+    tmp.replace(side)
+
+
+SOURCE, SINK = NpySource, NpySink

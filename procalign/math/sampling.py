@@ -14,3 +14,21 @@ def uniform_by_index(first: int, n: int, seed: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         z ^= z >> np.uint64(31)
     return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+class RowSample:
+    """Up to ``cap`` rows of several aligned arrays kept in memory, in the order offered."""
+
+    def __init__(self, cap: int):
+        self.cap, self.parts, self.count = cap, [], 0
+
+    def add(self, *arrays, mask: np.ndarray) -> None:
+        take = np.flatnonzero(mask)[: self.cap - self.count]
+        if len(take):
+            self.parts.append(tuple(None if a is None else np.array(a[take]) for a in arrays))
+            self.count += len(take)
+
+    def arrays(self) -> tuple | None:
+        if not self.parts:
+            return None
+        return tuple(None if p[0] is None else np.concatenate(p) for p in zip(*self.parts))

@@ -2,18 +2,21 @@
 the file holds exactly one 2-D float dataset.
 
 Ids come from a 1-D dataset of the same length (``ids`` beside the embeddings unless named).
-A writer creates a chunked dataset at the same path and, from an h5 source, copies every other
-object (ids, payload datasets, attributes) unchanged.
+A sink creates a chunked dataset (at the name asked for, else the source's, else
+``/embeddings``) and, from an h5 source, copies every other object (ids, payload datasets,
+attributes) unchanged: the source declares them in its `H5Layout` (file and dataset), and the
+sink opens that file read-only to copy them.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .base import FLOAT_DTYPES, Batch, BufferRing, EmbeddingReader, EmbeddingWriter
+from .base import FLOAT_DTYPES, Batch, BufferRing, ReadOptions, Sink, SinkSpec, Source
 
 STAMP_ATTR = "procalign.stamp"
 ID_NAMES = ("ids", "id")
@@ -26,8 +29,19 @@ def _float_datasets(f: h5py.File) -> list[str]:
     return found
 
 
-class H5Reader(EmbeddingReader):
-    def __init__(self, path, dataset: str | None = None, id_dataset: str | None = None):
+@dataclass(frozen=True)
+class H5Layout:
+    """What an HDF5 sink copies from an HDF5 source: every object of ``path`` but ``dataset``,
+    and the attributes of ``dataset`` itself."""
+
+    path: str
+    dataset: str
+    attrs: dict = field(default_factory=dict)
+
+
+class H5Source(Source):
+    def __init__(self, location, options: ReadOptions = ReadOptions()):
+        path, dataset, id_dataset = location.path, location.inner, options.id_column
         self.path = str(path)
         try:
             self._file = h5py.File(path, "r")
@@ -60,6 +74,7 @@ class H5Reader(EmbeddingReader):
         self.rows, self.dim = obj.shape
         self.dtype = obj.dtype
         self.id_dataset = id_dataset or self._find_ids()
+        self.layout = H5Layout(self.path, self.dataset_name, dict(obj.attrs))
 
     def _find_ids(self) -> str | None:
         parent = self._ds.parent
@@ -69,7 +84,7 @@ class H5Reader(EmbeddingReader):
                 return obj.name
         return None
 
-    def iter_batches(self, batch_rows, start=0):
+    def batches(self, batch_rows, start=0):
         ring = BufferRing((min(batch_rows, max(self.rows, 1)), self.dim), self.dtype, self.ring_size)
         for a in range(start, self.rows, batch_rows):
             n = min(batch_rows, self.rows - a)
@@ -101,49 +116,56 @@ class H5Reader(EmbeddingReader):
             self._file = None
 
 
-class H5Writer(EmbeddingWriter):
-    def __init__(self, path, rows, dim, dtype, source=None, stamp=None, dataset=None,
-                 chunk_rows=65536, resume_rows=0):
-        self.path = str(path)
-        self.dataset_name = dataset or (source.dataset_name if isinstance(source, H5Reader) else "/embeddings")
+class H5Sink(Sink):
+    def __init__(self, path, spec: SinkSpec, resume_rows=0, chunk_rows=65536):
+        super().__init__(path, spec, resume_rows)
+        like = spec.like if isinstance(spec.like, H5Layout) else None
+        self.dataset_name = spec.name or (like.dataset if like else "/embeddings")
         if resume_rows:
             self._file = h5py.File(path, "r+")
             self._ds = self._file[self.dataset_name]
-        else:
-            self._file = h5py.File(path, "w")
-            if isinstance(source, H5Reader):
-                self._copy_others(source)
-            chunks = (max(1, min(rows, chunk_rows)), dim) if rows else None
-            # All chunks are allocated now, so writing rows later never changes the file's
-            # metadata: a run killed mid-way leaves a consistent file that --resume can reopen.
-            dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-            dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
-            dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
-            self._ds = self._file.create_dataset(self.dataset_name, shape=(rows, dim), dtype=dtype,
-                                                 chunks=chunks, dcpl=dcpl if rows else None)
-            if isinstance(source, H5Reader):
-                for k, v in source._ds.attrs.items():
-                    self._ds.attrs[k] = v
-            if stamp is not None:
-                self._ds.attrs[STAMP_ATTR] = json.dumps(stamp, sort_keys=True)
-            self._file.flush()
-        self.written = resume_rows
+            return
+        self._file = h5py.File(path, "w")
+        if like is not None:
+            self._copy_others(like)
+        self._ds = self._create(spec, chunk_rows)
+        for k, v in (like.attrs.items() if like else ()):
+            self._ds.attrs[k] = v
+        if spec.stamp is not None:
+            self._ds.attrs[STAMP_ATTR] = json.dumps(spec.stamp, sort_keys=True)
+        self._file.flush()
 
-    def _copy_others(self, source: H5Reader) -> None:
-        src = source._file
-        for k, v in src.attrs.items():
-            self._file.attrs[k] = v
+    def _create(self, spec: SinkSpec, chunk_rows: int):
+        if spec.rows is None:  # a stream: grows as rows come
+            return self._file.create_dataset(self.dataset_name, shape=(0, spec.dim), maxshape=(None, spec.dim),
+                                             dtype=spec.dtype, chunks=(min(chunk_rows, 4096), spec.dim))
+        if not spec.rows:
+            return self._file.create_dataset(self.dataset_name, shape=(0, spec.dim), dtype=spec.dtype)
+        # All chunks are allocated now, so writing rows later never changes the file's
+        # metadata: a run killed mid-way leaves a consistent file that --resume can reopen.
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        return self._file.create_dataset(self.dataset_name, shape=(spec.rows, spec.dim), dtype=spec.dtype,
+                                         chunks=(max(1, min(spec.rows, chunk_rows)), spec.dim), dcpl=dcpl)
 
-        def copy(name, obj):
-            full = "/" + name
-            if full == source.dataset_name or isinstance(obj, h5py.Group):
-                return
-            parent = full.rsplit("/", 1)[0] or "/"
-            src.copy(obj, self._file.require_group(parent), name=full.rsplit("/", 1)[1])
-        src.visititems(copy)
+    def _copy_others(self, like: H5Layout) -> None:
+        with h5py.File(like.path, "r") as src:
+            for k, v in src.attrs.items():
+                self._file.attrs[k] = v
+
+            def copy(name, obj):
+                full = "/" + name
+                if full in (like.dataset, self.dataset_name) or isinstance(obj, h5py.Group):
+                    return
+                parent = full.rsplit("/", 1)[0] or "/"
+                src.copy(obj, self._file.require_group(parent), name=full.rsplit("/", 1)[1])
+            src.visititems(copy)
 
     def write(self, embeddings, extra=None):
         n = len(embeddings)
+        if n and self.spec.rows is None:
+            self._ds.resize(self.written + n, axis=0)
         if n:
             self._ds.write_direct(np.ascontiguousarray(embeddings, dtype=self._ds.dtype),
                                   np.s_[0:n], np.s_[self.written:self.written + n])
@@ -152,7 +174,14 @@ class H5Writer(EmbeddingWriter):
     def flush(self):
         self._file.flush()
 
-    def close(self):
+    def finish(self):
+        self._check_rows()
+        self.abort()
+
+    def abort(self):
         if getattr(self, "_file", None):
             self._file.close()
             self._file = None
+
+
+SOURCE, SINK = H5Source, H5Sink

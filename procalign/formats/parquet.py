@@ -2,15 +2,18 @@
 
 The column is ``column=`` or the only list-of-float column. Record batches are read with all
 other columns; the embedding values go from the Arrow buffer to numpy without Python objects
-(`to_matrix`). A writer from a parquet source keeps every other column and the schema
-metadata; the embedding column keeps its list kind with the output float type, and is written
-plain and uncompressed (see `writer_options`).
+(`to_matrix`). A sink from a parquet source keeps every other column (they travel with each
+batch as its ``extra`` record batch) and the schema metadata (declared by the source's
+`ParquetLayout`); the embedding column keeps its list kind with the output float type, and is
+written plain and uncompressed (see `writer_options`).
 """
 from __future__ import annotations
 
 import json
 import os
 import struct
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +21,7 @@ import pyarrow.parquet as pq
 
 from ..errors import InputError, UsageError
 from . import parquet_footer as footer
-from .base import Batch, EmbeddingReader, EmbeddingWriter
+from .base import Batch, ReadOptions, Sink, SinkSpec, Source
 
 STAMP_KEY = b"procalign.stamp"
 READ_BUFFER = 8 << 20
@@ -54,9 +57,20 @@ def to_matrix(arr: pa.Array, dim: int, path: str, first_row: int) -> np.ndarray:
     return values.to_numpy(zero_copy_only=True).reshape(-1, dim)
 
 
-class ParquetReader(EmbeddingReader):
+@dataclass(frozen=True)
+class ParquetLayout:
+    """What a parquet sink carries over from a parquet source: its schema (with metadata) and
+    which column holds the embeddings."""
+
+    schema: pa.Schema
+    column: str
+
+
+class ParquetSource(Source):
     extra_buffers = 4  # decoded record batches in flight and page buffers (measured)
-    def __init__(self, path, column: str | None = None, id_column: str | None = None):
+
+    def __init__(self, location, options: ReadOptions = ReadOptions()):
+        path, column, id_column = location.path, options.column, options.id_column
         self.path = str(path)
         try:
             # Stream pages through a small buffer, one row group at a time: by default pyarrow
@@ -97,10 +111,11 @@ class ParquetReader(EmbeddingReader):
                 raise InputError("embedding is null at row 0; drop or fill the null rows", path)
             self.dim = len(first[0])
         self.metadata = schema.metadata or {}
+        self.layout = ParquetLayout(schema, column)
         groups = [self._pf.metadata.row_group(i).num_rows for i in range(self._pf.num_row_groups)]
         self._group_starts = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
 
-    def iter_batches(self, batch_rows, start=0):
+    def batches(self, batch_rows, start=0):
         # Row groups before `start` are skipped whole; the remainder is sliced off.
         first = int(np.searchsorted(self._group_starts, start, side="right") - 1) if start else 0
         for group in range(max(first, 0), self._pf.num_row_groups):
@@ -160,7 +175,7 @@ def writer_options(schema: pa.Schema, column: str) -> dict:
     return {"use_dictionary": others, "compression": {**{n: "snappy" for n in others}, column: "none"}}
 
 
-class ParquetWriter(EmbeddingWriter):
+class ParquetSink(Sink):
     """One row group per written chunk. From a parquet source, other columns pass through.
 
     Each chunk is encoded by pyarrow as a complete in-memory Parquet file; its body goes to the
@@ -172,26 +187,26 @@ class ParquetWriter(EmbeddingWriter):
 
     extra_buffers = 6  # the encoded chunk grows by doubling, plus pages (measured)
 
-    def __init__(self, path, rows, dim, dtype, source=None, stamp=None, column=None, resume_rows=0):
-        self.path = str(path)
-        src = source if isinstance(source, ParquetReader) else None
-        like = src.field_type if src else None
-        self.column = src.column if src else (column or "embedding")
-        probe = list_array(np.zeros((1, dim), dtype), like)
+    def __init__(self, path, spec: SinkSpec, resume_rows=0):
+        super().__init__(path, spec, resume_rows)
+        src = spec.like if isinstance(spec.like, ParquetLayout) else None
+        like = src.schema.field(src.column).type if src else None
+        self.column = src.column if src else (spec.name or "embedding")
+        probe = list_array(np.zeros((1, spec.dim), spec.dtype), like)
         if src:
-            schema = src._pf.schema_arrow
+            schema = src.schema
             i = schema.get_field_index(self.column)
             schema = schema.set(i, pa.field(self.column, probe.type, nullable=schema.field(i).nullable))
         else:
             schema = pa.schema([pa.field(self.column, probe.type)])
         meta = dict(schema.metadata or {})
-        if stamp is not None:
-            meta[STAMP_KEY] = json.dumps(stamp, sort_keys=True).encode()
+        if spec.stamp is not None:
+            meta[STAMP_KEY] = json.dumps(spec.stamp, sort_keys=True).encode()
         self.schema = schema.with_metadata(meta)
         self._like = like if like is not None else probe.type
         self._options = writer_options(self.schema, self.column)
-        self.dtype = np.dtype(dtype)
-        self._sidecar_path = self.path + ".footers"
+        self.dtype = np.dtype(spec.dtype)
+        self._sidecar_path = self.sidecars_for(self.path)[0]
         self._footers: list[tuple[bytes, int]] = []
         if resume_rows:
             self._reopen(resume_rows)
@@ -238,6 +253,7 @@ class ParquetWriter(EmbeddingWriter):
         else:
             rb = pa.RecordBatch.from_arrays([column], schema=self.schema)
         self._append(*self._encode(rb))
+        self.written += len(embeddings)
 
     def _append(self, body, foot: bytes) -> None:
         delta = self._file.tell() - 4  # the body sat at offset 4 of its own file
@@ -250,9 +266,12 @@ class ParquetWriter(EmbeddingWriter):
         self._file.flush()
         self._sidecar.flush()
 
-    def close(self):
-        if self._file is None:
-            return
+    @classmethod
+    def sidecars_for(cls, path: Path) -> list[Path]:
+        return [Path(str(path) + ".footers")]
+
+    def finish(self):
+        self._check_rows()
         if not self._footers:  # no rows: a valid file with the schema and no row group
             self._append(*self._encode(None))
         self._file.write(footer.tail(footer.merge(self._footers)))
@@ -266,3 +285,6 @@ class ParquetWriter(EmbeddingWriter):
             if f is not None:
                 f.close()
         self._file = None
+
+
+SOURCE, SINK = ParquetSource, ParquetSink

@@ -6,7 +6,7 @@ maximises ``trace(Q^T cross)``, i.e. minimises ``||X Q - Y||_F`` for ``cross = X
 dimensions differ this is the paper's zero-padding solution without the padding: an isometric
 embedding when mapping up (``Q Q^T = I``), an orthogonal projection when mapping down.
 
-``fit_transform(stats, options)`` turns `AlignmentStats` into a `Transform`.
+``fit_transform(stats, options)`` turns `AlignmentStats` into an `AffineMap`.
 
 Not done here: no translation unless ``centre``; no scaling unless ``scale`` (then one isotropic
 factor, never per-axis); no shear (see `ridge` for the unconstrained baseline).
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .stats import AlignmentStats
-from .transform import Transform
+from .affine import AffineMap
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def solve_orthogonal(cross: np.ndarray, rotation_only: bool = False) -> tuple[np
     return u @ vt, s
 
 
-def fit_transform(stats: AlignmentStats, options: FitOptions) -> tuple[Transform, dict]:
+def fit_transform(stats: AlignmentStats, options: FitOptions) -> tuple[AffineMap, dict]:
     """Fit the map and return it with its anchor statistics (from the sums alone)."""
     if stats.n == 0:
         raise ValueError("no anchor pairs to fit on")
@@ -79,7 +79,7 @@ def fit_transform(stats: AlignmentStats, options: FitOptions) -> tuple[Transform
         if not sq_mapped:
             raise ValueError("scale needs the source Gram matrix when mapping to fewer dimensions")
         scale = float(s.sum()) / sq_mapped
-    transform = Transform(
+    transform = AffineMap(
         matrix=q,
         source_mean=stats.mean_source.copy() if options.centre else np.zeros(d_s),
         target_mean=stats.mean_target.copy() if options.centre else np.zeros(d_t),

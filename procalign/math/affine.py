@@ -1,0 +1,137 @@
+"""The affine map and the per-chunk kernel that applies it (pure math: arrays in, arrays out).
+
+An `AffineMap` sends a source row x to ``scale * (u(x) - source_mean) @ matrix + target_mean``
+where ``u`` is L2 normalisation when ``normalize`` is set (and the output is then normalised
+again) and the identity otherwise. ``matrix`` has orthonormal rows or columns, so
+`AffineMap.inverse` is the same form with the transpose. What a map connects (space names,
+options, provenance) is described by `procalign.transform.Transform`, which wraps one.
+
+`ChunkMapper` is the hot path: it folds the scale and both means into one matrix and one bias
+row, works in the chunk's float precision (float16 is widened to float32, never to float64),
+and writes into caller-owned buffers so a streaming loop allocates nothing per chunk.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class NonFiniteRows(ValueError):
+    """Rows whose values are NaN/Inf, or zero vectors that cannot be normalised."""
+
+    def __init__(self, rows: np.ndarray, what: str):
+        self.rows = rows
+        self.what = what
+        super().__init__(f"{what} at row {int(rows[0])} ({len(rows)} such rows in this chunk)")
+
+
+def unit_rows(x: np.ndarray, first_row: int = 0) -> np.ndarray:
+    """L2-normalised copy of x in a float working precision; zero rows raise."""
+    work = np.float64 if x.dtype == np.float64 else np.float32
+    out = np.array(x, dtype=work, copy=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+    bad = np.flatnonzero(~(norms > 0))
+    if len(bad):
+        raise NonFiniteRows(bad + first_row, "zero or non-finite vector cannot be normalised")
+    out /= norms[:, None]
+    return out
+
+
+@dataclass(frozen=True)
+class AffineMap:
+    matrix: np.ndarray        # (d_source, d_target), float64
+    source_mean: np.ndarray   # (d_source,)
+    target_mean: np.ndarray   # (d_target,)
+    scale: float = 1.0
+    normalize: bool = False
+
+    @property
+    def d_source(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def d_target(self) -> int:
+        return self.matrix.shape[1]
+
+    @property
+    def centred(self) -> bool:
+        return bool(np.any(self.source_mean) or np.any(self.target_mean))
+
+    def inverse(self) -> "AffineMap":
+        """The map back from the target space (exact when d_source <= d_target)."""
+        return AffineMap(self.matrix.T.copy(), self.target_mean, self.source_mean,
+                         1.0 / self.scale, self.normalize)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Map rows of x (any float dtype) to float64 in memory; see `ChunkMapper` to stream."""
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        out = np.empty((x.shape[0], self.d_target))
+        ChunkMapper(self, np.float64).map(x, out)
+        return out
+
+
+class ChunkMapper:
+    """Apply an `AffineMap` chunk by chunk, computing in dtype ``work`` (float32 or float64).
+
+    Notes
+    -----
+    The product, the bias, the normalisation and the NaN/Inf check run on sub-blocks of
+    ``block`` rows, so each sub-block is still in cache for the passes after the product;
+    done on whole chunks those passes measured as costly as a third of the product. The output
+    may have another float dtype than ``work`` (it is cast per sub-block, no extra copy).
+    """
+
+    def __init__(self, transform: AffineMap, work=np.float32, block: int = 2048):
+        self.work = np.dtype(work)
+        self.block = block
+        self.normalize = transform.normalize
+        m = transform.scale * transform.matrix
+        # Stored as the transpose of a C-contiguous array: BLAS then reads the small matrix
+        # along its rows, which measured as fast or faster for the tall-times-small product.
+        self.matrix = np.ascontiguousarray(m.T, dtype=self.work).T
+        bias = transform.target_mean - transform.scale * (transform.source_mean @ transform.matrix)
+        self.bias = bias.astype(self.work) if np.any(bias) else None
+        self.d_source, self.d_target = m.shape
+        self._x = np.empty((block, self.d_source), self.work)
+        self._y = np.empty((block, self.d_target), self.work)
+
+    def map(self, x: np.ndarray, out: np.ndarray, first_row: int = 0) -> np.ndarray:
+        """Write the image of rows x into out (same row count, any float dtype); returns out.
+
+        Raises `NonFiniteRows` naming the first offending row (offset by ``first_row``).
+        """
+        for a in range(0, len(x), self.block):
+            xs = x[a:a + self.block]
+            if xs.dtype != self.work:
+                widened = self._x[: len(xs)]
+                np.copyto(widened, xs, casting="unsafe")
+                xs = widened
+            target = out[a:a + self.block]
+            if target.dtype == self.work:
+                self._map_block(xs, target, first_row + a)
+            else:
+                result = self._y[: len(xs)]
+                self._map_block(xs, result, first_row + a)
+                np.copyto(target, result, casting="unsafe")
+        return out
+
+    def _map_block(self, x: np.ndarray, out: np.ndarray, first_row: int) -> None:
+        np.matmul(x, self.matrix, out=out)
+        if self.normalize:
+            # (x/|x|) M = (x M)/|x|: normalise after the product, no copy of the input.
+            norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+            if not np.all(norms > 0):
+                bad = np.flatnonzero(~(norms > 0))
+                raise NonFiniteRows(bad + first_row, "zero or non-finite vector cannot be normalised")
+            out /= norms[:, None]
+        if self.bias is not None:
+            out += self.bias
+        if self.normalize:
+            out /= np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
+        # A NaN/Inf anywhere in an input row reaches its output row and this one contiguous
+        # (SIMD) sum; only then are rows inspected, which also clears a mere overflow of the sum.
+        if not np.isfinite(np.sum(out)):
+            bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
+            if len(bad):
+                raise NonFiniteRows(bad + first_row, "NaN or Inf value")

@@ -1,0 +1,30 @@
+"""The one chunk-size policy: how many rows per chunk fit the memory budget (--memory).
+
+Every streaming job holds a few chunk-sized buffers per side: the source's ring, the output
+ring, and whatever a format keeps besides (decoded Arrow batches, encoded row groups). The
+chunk is the largest that keeps all of them within the budget, between `MIN_ROWS` and
+`MAX_ROWS` (past that, bigger chunks measured no faster).
+"""
+from __future__ import annotations
+
+RING = 4            # chunk buffers per side: one read ahead, one computing, one writing, one spare
+MIN_ROWS = 256
+MAX_ROWS = 1 << 16
+
+
+def rows_for_budget(budget_mb: int, bytes_per_row: int) -> int:
+    return int(max(MIN_ROWS, min(MAX_ROWS, budget_mb * 2**20 // max(bytes_per_row, 1))))
+
+
+def apply_chunk_rows(budget_mb: int, source, sink_class, d_out: int, out_itemsize: int) -> int:
+    """Rows per chunk for source -> map -> sink."""
+    per_row = (RING + source.extra_buffers) * source.dim * source.dtype.itemsize \
+        + (RING + sink_class.extra_buffers) * d_out * out_itemsize
+    return rows_for_budget(budget_mb, per_row)
+
+
+def pair_chunk_rows(budget_mb: int, source, target) -> int:
+    """Rows per chunk when reading anchor pairs from two sources."""
+    per_row = RING * (source.dim * source.dtype.itemsize + target.dim * target.dtype.itemsize) \
+        + 4 * (source.dim + target.dim)  # plus the shifted float32 copies of a block
+    return rows_for_budget(budget_mb, per_row)
