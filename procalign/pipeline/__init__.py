@@ -1,7 +1,9 @@
-"""File-level jobs: fit from anchor files, apply to a dump, evaluate on a sample.
+"""File-level jobs and their delivery: fit from anchor files, apply to a dump, evaluate a sample.
 
-The pipeline opens files through `procalign.io`, does the math through the library modules
-and returns plain results; it never prints. The CLI is a thin layer over it.
+A job opens sources through `procalign.formats`, does the math through `procalign.math` and
+returns plain results; it never prints. Apply is a source, the stream core (`stream`) and a
+delivery (`delivery`: temporary file, lock, journal, rename, stamp). The CLI is a thin layer
+over these.
 """
 from .progress import Progress
 

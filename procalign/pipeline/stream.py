@@ -25,7 +25,7 @@ def run_stages(produce: Iterable, compute: Callable, consume: Callable) -> None:
     One reader and one writer thread; at most one item is read ahead and one is being written
     while the next is computed, so three items per side are alive at once (a ring of four
     buffers suffices). The first exception in any stage is raised here once the other stages
-    have stopped.
+    have stopped; every item computed before it has been consumed.
     """
     items = iter(produce)
     with ThreadPoolExecutor(1, thread_name_prefix="read") as reads, \
@@ -43,7 +43,7 @@ def run_stages(produce: Iterable, compute: Callable, consume: Callable) -> None:
         except BaseException:
             reading.cancel()
             if writing is not None:
-                writing.cancel()
+                writing.exception()  # let the write in flight end; the error raised here came first
             raise
 
 
