@@ -135,10 +135,12 @@ def test_cross_format_and_inverse_round_trip(fixtures, transform_path, tmp_path)
     np.testing.assert_allclose(np.load(tmp_path / "back.npy"), np.load(fixtures / "e5.npy"), atol=2e-5)
 
 
-def test_zero_row_file_round_trips(tmp_path, transform_path):
+def test_zero_row_input_is_refused_and_nothing_is_written(tmp_path, transform_path):
+    from procalign.errors import InputError
     np.save(tmp_path / "empty.npy", np.zeros((0, 384), np.float32))
-    res = run_apply(transform_path, tmp_path / "empty.npy", tmp_path / "out.npy")
-    assert res.rows == 0 and np.load(tmp_path / "out.npy").shape == (0, 384)
+    with pytest.raises(InputError, match="zero rows"):
+        run_apply(transform_path, tmp_path / "empty.npy", tmp_path / "out.npy")
+    assert not any(p.name.startswith(("out.npy", ".out.npy")) for p in tmp_path.iterdir())
 
 
 def test_h5_ambiguous_dataset_needs_a_name(tmp_path):

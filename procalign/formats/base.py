@@ -16,15 +16,33 @@ of each row ("extra", carried through untouched).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from ..errors import InputError
 from .registry import ReadOptions  # noqa: F401  (part of the interface)
 
 FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+STAMP_FIELDS = ("space", "from_space", "transform", "direction")
+
+
+def parse_stamp(raw, path: str, where: str) -> dict | None:
+    """A stamp as stored (JSON text or bytes), checked: a JSON object whose fields are strings."""
+    if raw is None:
+        return None
+    try:
+        stamp = json.loads(raw)
+    except (ValueError, TypeError):
+        stamp = raw
+    if not isinstance(stamp, dict) or not all(isinstance(stamp.get(k, ""), (str, type(None))) for k in STAMP_FIELDS):
+        shown = str(raw)[:60] + ("..." if len(str(raw)) > 60 else "")
+        raise InputError(f"the procalign stamp in {where} is malformed ({shown!r}); delete it, or re-create "
+                         "the data with procalign apply", path)
+    return stamp
 
 
 @dataclass
@@ -129,6 +147,11 @@ class Sink:
 
     def abort(self) -> None:
         """Release handles without finishing; the caller deletes the files."""
+
+    def row_at(self, index: int) -> np.ndarray | None:
+        """Row ``index`` as written so far (to check a resumed file), or None if the format
+        cannot read it back cheaply."""
+        return None
 
     @classmethod
     def sidecars_for(cls, path: Path) -> list[Path]:

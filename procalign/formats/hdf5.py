@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .base import FLOAT_DTYPES, Batch, BufferRing, ReadOptions, Sink, SinkSpec, Source
+from .base import FLOAT_DTYPES, Batch, parse_stamp, BufferRing, ReadOptions, Sink, SinkSpec, Source
 
 STAMP_ATTR = "procalign.stamp"
 ID_NAMES = ("ids", "id")
@@ -80,8 +80,8 @@ class H5Source(Source):
         parent = self._ds.parent
         for name in ID_NAMES:
             obj = parent.get(name)
-            if isinstance(obj, h5py.Dataset) and obj.shape == (self.rows,):
-                return obj.name
+            if isinstance(obj, h5py.Dataset):
+                return obj.name  # checked when read: a malformed id dataset is an error, not "no ids"
         return None
 
     def batches(self, batch_rows, start=0):
@@ -101,14 +101,21 @@ class H5Source(Source):
         if self.id_dataset is None:
             return None
         obj = self._file.get(self.id_dataset)
-        if not isinstance(obj, h5py.Dataset) or obj.shape != (self.rows,):
-            raise UsageError(f"id dataset {self.id_dataset!r} missing or not 1-D of {self.rows} rows", self.path)
+        if not isinstance(obj, h5py.Dataset):
+            raise UsageError(f"no id dataset {self.id_dataset!r}; fix --id-column or pass --by-position", self.path)
+        if obj.shape != (self.rows,):
+            raise InputError(f"id dataset {self.id_dataset!r} has shape {obj.shape} for {self.rows} rows; it needs "
+                             "one id per row (or pass --by-position)", self.path)
+        if obj.dtype.kind not in "iuSOU":
+            raise InputError(f"id dataset {self.id_dataset!r} has dtype {obj.dtype}; ids must be integers or "
+                             "strings", self.path)
         ids = obj[()]
-        return np.array([v.decode() if isinstance(v, bytes) else v for v in ids]) if ids.dtype.kind in "OS" else ids
+        if ids.dtype.kind in "OS":  # variable-length: one Python str per id, never a fixed-width array
+            return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids], dtype=object)
+        return ids
 
     def stamp(self):
-        raw = self._ds.attrs.get(STAMP_ATTR)
-        return json.loads(raw) if raw is not None else None
+        return parse_stamp(self._ds.attrs.get(STAMP_ATTR), self.path, f"attribute {STAMP_ATTR}")
 
     def close(self):
         if getattr(self, "_file", None):
@@ -123,7 +130,10 @@ class H5Sink(Sink):
         self.dataset_name = spec.name or (like.dataset if like else "/embeddings")
         if resume_rows:
             self._file = h5py.File(path, "r+")
-            self._ds = self._file[self.dataset_name]
+            self._ds = self._file.get(self.dataset_name)
+            if not isinstance(self._ds, h5py.Dataset) or self._ds.shape != (spec.rows, spec.dim):
+                self.abort()
+                raise ValueError(f"the partial file has no {spec.rows} x {spec.dim} dataset {self.dataset_name}")
             return
         self._file = h5py.File(path, "w")
         if like is not None:
@@ -170,6 +180,9 @@ class H5Sink(Sink):
             self._ds.write_direct(np.ascontiguousarray(embeddings, dtype=self._ds.dtype),
                                   np.s_[0:n], np.s_[self.written:self.written + n])
         self.written += n
+
+    def row_at(self, index):
+        return self._ds[index]
 
     def flush(self):
         self._file.flush()

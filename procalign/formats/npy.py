@@ -17,7 +17,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from ..errors import InputError
-from .base import FLOAT_DTYPES, Batch, BufferRing, ReadOptions, Sink, SinkSpec, Source
+from .base import FLOAT_DTYPES, Batch, parse_stamp, BufferRing, ReadOptions, Sink, SinkSpec, Source
 
 STAMP_SUFFIX = ".procalign.json"
 
@@ -45,6 +45,9 @@ class NpySource(Source):
             self.close()
             raise InputError(f"dtype {dtype} holds Python objects (pickle), which procalign never loads; "
                              "save a float32 array", p)
+        if any(n < 0 for n in shape):
+            self.close()
+            raise InputError(f"header declares a negative shape {shape}; the file is damaged, re-create it", p)
         if len(shape) != 2:
             self.close()
             raise InputError(f"array is {len(shape)}-D with shape {shape}, expected 2-D (rows, dim); "
@@ -89,13 +92,10 @@ class NpySource(Source):
         return np.asarray(mm[np.asarray(indices)], dtype=self.dtype)
 
     def stamp(self):
-        side = stamp_path(Path(self.path))
-        if side.is_file():
-            try:
-                return json.loads(side.read_text())
-            except ValueError:
-                raise InputError(f"stamp sidecar {side.name} is not JSON; delete it or re-create the data",
-                                 self.path) from None
+        # beside the name given, else beside the file a symlink points to (where apply wrote it)
+        for side in dict.fromkeys((stamp_path(Path(self.path)), stamp_path(Path(os.path.realpath(self.path))))):
+            if side.is_file():
+                return parse_stamp(side.read_bytes(), self.path, f"sidecar {side.name}")
         return None
 
     def close(self):
@@ -127,12 +127,19 @@ class NpySink(Sink):
     def __init__(self, path, spec: SinkSpec, resume_rows=0):
         super().__init__(path, spec, resume_rows)
         self.dim, self.dtype = spec.dim, np.dtype(spec.dtype)
+        self._row_bytes = max(self.dim * self.dtype.itemsize, 1)
         if resume_rows:
             self._file = open(path, "r+b")
             npformat.read_magic(self._file)
             self._file.seek(0)
             self._offset = read_header(Path(path), self._file)[3]
-            self._file.seek(self._offset + resume_rows * self.dim * self.dtype.itemsize)
+            end = self._offset + resume_rows * self.dim * self.dtype.itemsize
+            held = os.fstat(self._file.fileno()).st_size
+            if held < end:
+                self._file.close()
+                raise ValueError(f"the partial file holds {(held - self._offset) // self._row_bytes} rows, "
+                                 f"not {resume_rows}")
+            self._file.seek(end)
             self._file.truncate()
         else:
             self._file = open(path, "wb")
@@ -141,6 +148,12 @@ class NpySink(Sink):
             else:
                 npformat.write_array_header_1_0(self._file, _header(self.dtype, spec.rows, self.dim))
             self._offset = self._file.tell()
+
+    def row_at(self, index):
+        row = np.empty(self.dim, self.dtype)
+        got = os.pread(self._file.fileno(), self._row_bytes, self._offset + index * self._row_bytes)
+        row.view(np.uint8)[:] = np.frombuffer(got, np.uint8) if len(got) == self._row_bytes else 0
+        return row
 
     def write(self, embeddings, extra=None):
         a = np.ascontiguousarray(embeddings, dtype=self.dtype)
@@ -165,13 +178,16 @@ class NpySink(Sink):
             self._file = None
 
     def after_commit(self, final: Path) -> None:
-        """The stamp goes beside the file, once the file is in place."""
-        if self.spec.stamp is not None:
-            write_stamp(Path(final), self.spec.stamp)
+        """The stamp goes beside the file (the real one, when ``final`` is a symlink), once the
+        file is in place; without a stamp a stale one from an earlier file is removed."""
+        side = stamp_path(Path(os.path.realpath(final)))
+        if self.spec.stamp is None:
+            side.unlink(missing_ok=True)
+        else:
+            write_stamp(Path(os.path.realpath(final)), self.spec.stamp)
 
 
 def stamp_path(path: Path) -> Path:
-    # beside the file the user named, even when that name is a symlink to elsewhere
     return Path(str(path) + STAMP_SUFFIX)
 
 

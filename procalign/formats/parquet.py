@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from ..errors import InputError, UsageError
 from . import parquet_footer as footer
-from .base import Batch, ReadOptions, Sink, SinkSpec, Source
+from .base import Batch, parse_stamp, ReadOptions, Sink, SinkSpec, Source
 
 STAMP_KEY = b"procalign.stamp"
 READ_BUFFER = 8 << 20
@@ -96,6 +96,13 @@ class ParquetSource(Source):
                              "list<float32> or name another column with --column", path)
         self.column, self.field_type = column, ftype
         self.id_column = id_column if id_column is not None else (ID_COLUMN if ID_COLUMN in schema.names else None)
+        if self.id_column is not None and self.id_column in schema.names:
+            id_type = schema.field(self.id_column).type
+            if self.id_column == column:
+                raise UsageError(f"--id-column {self.id_column!r} is the embedding column; name the id column", path)
+            if not (pa.types.is_integer(id_type) or pa.types.is_string(id_type) or pa.types.is_large_string(id_type)):
+                raise InputError(f"id column {self.id_column!r} is {id_type}; ids must be integers or strings "
+                                 "(or pass --by-position)", path)
         if self.id_column is not None and self.id_column not in schema.names:
             raise UsageError(f"no id column {self.id_column!r} (columns: {', '.join(schema.names)}); "
                              "fix --id-column", path)
@@ -150,8 +157,7 @@ class ParquetSource(Source):
         return col.to_numpy(zero_copy_only=False)
 
     def stamp(self):
-        raw = self.metadata.get(STAMP_KEY)
-        return json.loads(raw) if raw else None
+        return parse_stamp(self.metadata.get(STAMP_KEY), self.path, "schema metadata procalign.stamp")
 
     def close(self):
         self._pf = None

@@ -103,7 +103,11 @@ def open_source(location: Location, options: ReadOptions = ReadOptions()) -> Sou
         raise InputError("no such file; check the path", location.path)
     if location.path.stat().st_size == 0:
         raise InputError("file is empty (0 bytes); re-create it", location.path)
-    return _module(location.format).SOURCE(location, options)
+    source = _module(location.format).SOURCE(location, options)
+    if source.dim < 1 and source.rows != 0:
+        source.close()
+        raise InputError(f"rows have {source.dim} values; embeddings need at least one dimension", location.path)
+    return source
 
 
 def sink_class(location: Location) -> type[Sink]:

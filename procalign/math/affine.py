@@ -20,9 +20,10 @@ import numpy as np
 class NonFiniteRows(ValueError):
     """Rows whose values are NaN/Inf, or zero vectors that cannot be normalised."""
 
-    def __init__(self, rows: np.ndarray, what: str):
+    def __init__(self, rows: np.ndarray, what: str, fix: str = "drop or repair those rows"):
         self.rows = rows
         self.what = what
+        self.fix = fix
         super().__init__(f"{what} at row {int(rows[0])} ({len(rows)} such rows in this chunk)")
 
 
@@ -113,8 +114,18 @@ class ChunkMapper:
             else:
                 result = self._y[: len(xs)]
                 self._map_block(xs, result, first_row + a)
-                np.copyto(target, result, casting="unsafe")
+                self._cast(result, target, first_row + a)
         return out
+
+    @staticmethod
+    def _cast(result: np.ndarray, target: np.ndarray, first_row: int) -> None:
+        """Copy into the output dtype; a narrower one may overflow to Inf, so check after the cast."""
+        with np.errstate(over="ignore"):
+            np.copyto(target, result, casting="unsafe")
+        if target.dtype.itemsize < result.dtype.itemsize and not np.isfinite(target).all():
+            bad = np.flatnonzero(~np.isfinite(target).all(axis=1))
+            raise NonFiniteRows(bad + first_row, f"a mapped value overflows {target.dtype}",
+                                "write a wider type with --dtype float32 or float64")
 
     def _map_block(self, x: np.ndarray, out: np.ndarray, first_row: int) -> None:
         np.matmul(x, self.matrix, out=out)
@@ -123,7 +134,8 @@ class ChunkMapper:
             norms = np.sqrt(np.einsum("ij,ij->i", x, x))
             if not np.all(norms > 0):
                 bad = np.flatnonzero(~(norms > 0))
-                raise NonFiniteRows(bad + first_row, "zero or non-finite vector cannot be normalised")
+                raise NonFiniteRows(bad + first_row, "zero or non-finite vector cannot be normalised",
+                                    "drop or repair those rows, or apply without normalisation")
             out /= norms[:, None]
         if self.bias is not None:
             out += self.bias

@@ -16,6 +16,8 @@ def ridge_map(stats: AlignmentStats, alpha: float = 1e-3) -> tuple[np.ndarray, n
     if stats.gram_source is None:
         raise ValueError("the ridge baseline needs statistics with Gram matrices (with_gram=True)")
     g = stats.gram_source
-    lam = alpha * np.trace(g) / len(g)
+    # alpha times the mean eigenvalue; a floor keeps the system solvable when the anchors are
+    # constant or all zero (one anchor pair, say): then the map is just the mean shift.
+    lam = max(alpha * np.trace(g) / len(g), np.finfo(float).tiny ** 0.5)
     w = np.linalg.solve(g + lam * np.eye(len(g)), stats.comoment)
     return w, stats.mean_target - stats.mean_source @ w

@@ -69,6 +69,8 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                 f"transform maps {applied.d_source}-d {'target' if job.inverse else 'source'} vectors but "
                 f"{source.path} has {source.dim}-d rows; check the file or the direction (--inverse)",
                 job.transform_path)
+        if source.rows == 0:
+            raise InputError("file has zero rows; there is nothing to map", source.path)
         check_stamp(source.stamp(), applied, source.path, job.force)
         out_dtype = np.dtype(job.dtype) if job.dtype else source.dtype
         sink = sink_class(job.destination)
@@ -94,11 +96,11 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
             try:
                 done = delivery.start + map_stream(source.batches(rows, delivery.start), mapper, write)
             except NonFiniteRows as e:
-                raise InputError(f"{e.what} at row {int(e.rows[0])}; drop or repair those rows"
-                                 + (" or apply without normalisation" if "normal" in e.what else ""),
-                                 source.path) from None
+                raise InputError(f"{e.what} at row {int(e.rows[0])}; {e.fix}", source.path) from None
             finally:
                 progress.stop()
+            if done == 0:  # a stream that turned out empty
+                raise InputError("input has zero rows; there is nothing to map", source.path)
             delivery.commit()
         seconds = time.perf_counter() - began
     return ApplyResult(done, seconds, str(job.destination), str(out_dtype), f"{applied.source.name} -> {applied.target.name}", delivery.notes)

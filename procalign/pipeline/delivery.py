@@ -17,9 +17,14 @@ sink add what belongs beside it (the .npy stamp). Resuming a killed run happens 
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import fcntl
 import os
+import signal
+import stat
+import threading
 import time
 from pathlib import Path
 
@@ -38,9 +43,29 @@ def lock_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.procalign-lock")
 
 
+def resolve_destination(final: Path) -> Path:
+    """Where the bytes go: a symlink is written through (the link stays, its target is replaced)."""
+    final = Path(final)
+    return Path(os.path.realpath(final)) if final.is_symlink() else final
+
+
+def _kind(path: Path) -> str | None:
+    """None for a regular file or nothing; else what the path is."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return None
+
+
 def check_destination(final: Path, inputs: list[Path], overwrite: bool) -> None:
     """Raise OutputError for a destination that cannot or must not be written."""
-    final = Path(final)
+    named, final = Path(final), resolve_destination(final)
     for p in inputs:
         same_name = os.path.realpath(p) == os.path.realpath(final)
         same_file = final.exists() and Path(p).exists() and os.path.samefile(p, final)  # hard links
@@ -51,16 +76,21 @@ def check_destination(final: Path, inputs: list[Path], overwrite: bool) -> None:
         raise OutputError(f"directory {parent} does not exist; create it first", final)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"directory {parent} is not writable; pick another -o or fix permissions", final)
-    if final.is_dir():
-        raise OutputError("destination is a directory; give a file name", final)
+    kind = _kind(final)
+    if kind == "a directory":
+        raise OutputError("destination is a directory; give a file name", named)
+    if kind is not None:
+        raise OutputError(f"destination is {kind}, not a regular file; procalign only replaces regular "
+                          "files, give a file path", named)
     if final.exists() and not overwrite:
-        raise OutputError("destination exists; pass --overwrite to replace it", final)
+        raise OutputError("destination exists; pass --overwrite to replace it", named)
 
 
 class Destination:
     def __init__(self, final, inputs=(), overwrite=False, wait=False, keep_partial=False, fsync=True,
                  sidecars=()):
-        self.final = Path(final)
+        self.named = Path(final)
+        self.final = resolve_destination(final)
         self.sidecars = [Path(p) for p in sidecars]
         self.fsync = fsync
         self.keep_partial = keep_partial
@@ -70,9 +100,10 @@ class Destination:
         self.temp = partial_path(self.final)
         self._lock_fd = None
         self.committed = False
+        self.keep_partial_on_exit = False  # set when a refused resume must not destroy the partial file
 
     def __enter__(self) -> "Destination":
-        check_destination(self.final, self.inputs, self.overwrite)
+        check_destination(self.named, self.inputs, self.overwrite)
         self._lock()
         if not self.keep_partial:
             self.discard()
@@ -110,6 +141,7 @@ class Destination:
                 os.fsync(f.fileno())
         os.replace(self.temp, self.final)
         self.committed = True
+        COMMITTED.append(self.named)
         self.discard()  # the journal
 
     def discard(self) -> None:
@@ -120,13 +152,33 @@ class Destination:
         Journal(journal_path(self.final), {}).remove()
 
     def __exit__(self, exc_type, exc, tb):
-        if not self.committed:
+        if not self.committed and not self.keep_partial_on_exit:
             self.discard()
         if self._lock_fd is not None:
             lock_path(self.final).unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
         return False
+
+
+# Destinations this process has completed: an interruption after a rename must not claim that
+# the destination was left untouched (the CLI reads this when it reports a signal).
+COMMITTED: list[Path] = []
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT/SIGTERM until the block ends, so a rename and what belongs beside the file
+    happen together (main thread only; elsewhere signals are not delivered anyway)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @dataclass(frozen=True)
@@ -149,9 +201,10 @@ class Delivery:
 
     def __init__(self, final: Path, inputs, sink_class: type[Sink], spec: SinkSpec, identity: dict,
                  policy: DeliveryPolicy = DeliveryPolicy()):
-        self.final, self.sink_class, self.spec, self.identity, self.policy = Path(final), sink_class, spec, identity, policy
+        self.named, self.final = Path(final), resolve_destination(final)
+        self.sink_class, self.spec, self.identity, self.policy = sink_class, spec, identity, policy
         temp = partial_path(self.final)
-        self.destination = Destination(self.final, inputs, policy.overwrite, policy.wait,
+        self.destination = Destination(self.named, inputs, policy.overwrite, policy.wait,
                                        keep_partial=policy.resume, fsync=policy.fsync,
                                        sidecars=sink_class.sidecars_for(temp))
         self.notes: list[str] = []
@@ -179,15 +232,20 @@ class Delivery:
             return 0
         if found.identity != self.identity:
             changed = sorted(k for k in self.identity if self.identity[k] != found.identity.get(k))
+            self.destination.keep_partial_on_exit = True  # refusing is no reason to destroy it
             raise UsageError(f"the partial output was made with a different {', '.join(changed)}; rerun "
-                             "with the same input, transform and options, or without --resume", self.final)
+                             "with the same input, transform and options, or without --resume", self.named)
+        self._found = found
         self.notes.append(f"resumed after row {found.rows_done}")
         return found.rows_done
 
     def _open_sink(self) -> Sink:
         temp = self.destination.temp
         try:
-            return self.sink_class(temp, self.spec, resume_rows=self.start)
+            sink = self.sink_class(temp, self.spec, resume_rows=self.start)
+            if self.start:
+                self._check_tail(sink)
+            return sink
         except (ValueError, OSError) as e:
             if not self.start:
                 raise
@@ -197,18 +255,42 @@ class Delivery:
         self.start = self.journal.rows_done = 0
         return self.sink_class(temp, self.spec)
 
+    def _check_tail(self, sink: Sink) -> None:
+        """The journal must agree with the partial file: its last row is there, byte for byte."""
+        tail = sink.row_at(self.start - 1)
+        if tail is not None and row_digest(tail) != self._found.tail:
+            sink.abort()
+            raise ValueError(f"the partial file's row {self.start - 1} is not the one the journal recorded")
+
     def write(self, rows, extra=None) -> None:
         """Append one chunk and record it: after this returns, a kill loses nothing of it."""
-        self.sink.write(rows, extra)
-        self.sink.flush()
-        self.journal.save(self.journal.rows_done + len(rows))
+        try:
+            self.sink.write(rows, extra)
+            self.sink.flush()
+        except OSError as e:
+            raise _named(e, self.named) from None
+        self.journal.save(self.journal.rows_done + len(rows), row_digest(rows[-1]) if len(rows) else None)
 
     def commit(self) -> None:
-        self.sink.finish()
-        self.destination.commit()
-        self.sink.after_commit(self.final)
+        with signals_deferred():
+            try:
+                self.sink.finish()
+            except OSError as e:
+                raise _named(e, self.named) from None
+            self.destination.commit()
+            self.sink.after_commit(self.named)
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None and self.sink is not None:
             self.sink.abort()
         return self.destination.__exit__(exc_type, exc, tb)
+
+
+def row_digest(row) -> str:
+    """A fingerprint of one written row, kept in the journal to check the partial file."""
+    return hashlib.sha256(row.tobytes()).hexdigest()[:32]
+
+
+def _named(e: OSError, path: Path) -> OutputError:
+    """An OS error while writing, as one line that names the destination."""
+    return OutputError(f"writing failed ({e.strerror or e}); free some space or check the disk", path)

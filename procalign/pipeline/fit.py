@@ -84,6 +84,17 @@ def _check_job(job: FitJob) -> None:
                          job.source.path)
 
 
+def default_names(source: Location, target: Location) -> tuple[str, str]:
+    """Space names from the file names: the stems, or more of the path when the stems agree,
+    because two spaces with one name defeat the stamps (a double apply would go unnoticed)."""
+    for name in (lambda loc: loc.path.stem, lambda loc: f"{loc.path.parent.name}/{loc.path.stem}",
+                 lambda loc: f"{loc.path.name}{':' + loc.inner if loc.inner else ''}", str):
+        s, t = name(source), name(target)
+        if s != t:
+            return s, t
+    return f"{source.path.stem} (source)", f"{target.path.stem} (target)"
+
+
 def _fold_for(job: FitJob, stats: AlignmentStats, pairs: int) -> PairFold:
     expected_holdout = max(pairs * job.holdout, 1)
     return PairFold(
@@ -128,9 +139,13 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
             affine, fit_summary = fit_transform(stats, job.options)
         except ValueError as e:
             raise UsageError(str(e), job.source.path) from None
+        names = default_names(job.source, job.target)
+        if (job.source_name or names[0]) == (job.target_name or names[1]):
+            raise UsageError(f"both spaces would be named {job.source_name or names[0]!r}; give --source-name "
+                             "and --target-name different names", job.source.path)
         transform = Transform.fitted(
-            affine, Space(job.source_name or job.source.path.stem, src.dim),
-            Space(job.target_name or job.target.path.stem, tgt.dim), job.options,
+            affine, Space(job.source_name or names[0], src.dim), Space(job.target_name or names[1], tgt.dim),
+            job.options,
             anchors=stats.n, pairing=pairing.summary(), files={"source": job.source.path.name, "target": job.target.path.name},
             holdout={"fraction": job.holdout, "seed": job.seed, "pairs": pairing.pairs - stats.n}, fit=fit_summary)
     pairs = AnchorPairs(job.source, job.target, job.read_options, pairing, rows)
