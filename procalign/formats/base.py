@@ -60,6 +60,8 @@ class SinkSpec:
     ``rows`` is None when unknown until `Sink.finish` (a stream). ``like`` is the source's
     ``layout`` when source and sink share a format (then other columns and datasets pass
     through), else None. ``name`` is the dataset/column to write (None: the format's default).
+    ``ids`` ("int" or "str") asks a sink of another format than the source to write the ids
+    each batch carries (a parquet ``id`` column, an HDF5 ``ids`` dataset).
     """
 
     dim: int
@@ -68,6 +70,7 @@ class SinkSpec:
     stamp: dict | None = None
     like: Any = None
     name: str | None = None
+    ids: str | None = None
 
 
 class BufferRing:
@@ -95,12 +98,14 @@ class Source:
     dim: int
     dtype: np.dtype
     layout: Any = None
+    id_kind: str | None = None  # "int" or "str" when the rows carry ids
     ring_size = 4
     extra_buffers = 0  # chunk-sized buffers the format holds besides the ring (for sizing chunks)
 
-    def batches(self, rows: int, start: int = 0) -> Iterator[Batch]:
-        """Chunks of at most ``rows`` rows from row ``start`` on. Arrays may come from a
-        `BufferRing`: keep at most ``ring_size - 1`` batches alive at once."""
+    def batches(self, rows: int, start: int = 0, with_ids: bool = False) -> Iterator[Batch]:
+        """Chunks of at most ``rows`` rows from row ``start`` on (with their ids when asked and
+        the file has them). Arrays may come from a `BufferRing`: keep at most
+        ``ring_size - 1`` batches alive at once."""
         raise NotImplementedError
 
     def take(self, indices: np.ndarray) -> np.ndarray:
@@ -124,6 +129,9 @@ class Source:
     def __exit__(self, *exc):
         self.close()
 
+    def _id_kind(self, dtype) -> str | None:
+        return None if dtype is None else ("int" if np.dtype(dtype).kind in "iu" else "str")
+
     def describe(self) -> str:
         return f"{'?' if self.rows is None else self.rows} x {self.dim} {self.dtype}"
 
@@ -132,11 +140,12 @@ class Sink:
     """Base class for sinks: `write` chunks in order, then `finish` (or `abort`)."""
 
     extra_buffers = 0  # chunk-sized buffers held while writing (for sizing chunks)
+    carries_ids = False  # whether SinkSpec.ids can be honoured
 
     def __init__(self, path: str | Path, spec: SinkSpec, resume_rows: int = 0):
         self.path, self.spec, self.written = Path(path), spec, resume_rows
 
-    def write(self, embeddings: np.ndarray, extra: Any = None) -> None:
+    def write(self, embeddings: np.ndarray, extra: Any = None, ids: np.ndarray | None = None) -> None:
         raise NotImplementedError
 
     def flush(self) -> None:

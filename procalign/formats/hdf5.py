@@ -74,6 +74,9 @@ class H5Source(Source):
         self.rows, self.dim = obj.shape
         self.dtype = obj.dtype
         self.id_dataset = id_dataset or self._find_ids()
+        found = self._file.get(self.id_dataset) if self.id_dataset else None
+        self.id_kind = self._id_kind(found.dtype if isinstance(found, h5py.Dataset) and found.dtype.kind in "iuSO"
+                                     else None)
         self.layout = H5Layout(self.path, self.dataset_name, dict(obj.attrs))
 
     def _find_ids(self) -> str | None:
@@ -84,14 +87,15 @@ class H5Source(Source):
                 return obj.name  # checked when read: a malformed id dataset is an error, not "no ids"
         return None
 
-    def batches(self, batch_rows, start=0):
+    def batches(self, batch_rows, start=0, with_ids=False):
         ring = BufferRing((min(batch_rows, max(self.rows, 1)), self.dim), self.dtype, self.ring_size)
+        ids = self._id_dataset() if with_ids and self.id_kind else None
         for a in range(start, self.rows, batch_rows):
             n = min(batch_rows, self.rows - a)
             buf = ring.next(n)
             if n:
                 self._ds.read_direct(buf, np.s_[a:a + n], np.s_[0:n])
-            yield Batch(a, buf)
+            yield Batch(a, buf, ids=None if ids is None else _plain_ids(ids[a:a + n]))
 
     def take(self, indices):
         indices = np.asarray(indices, dtype=np.int64)
@@ -100,6 +104,9 @@ class H5Source(Source):
     def ids(self):
         if self.id_dataset is None:
             return None
+        return _plain_ids(self._id_dataset()[()])
+
+    def _id_dataset(self):
         obj = self._file.get(self.id_dataset)
         if not isinstance(obj, h5py.Dataset):
             raise UsageError(f"no id dataset {self.id_dataset!r}; fix --id-column or pass --by-position", self.path)
@@ -109,10 +116,7 @@ class H5Source(Source):
         if obj.dtype.kind not in "iuSOU":
             raise InputError(f"id dataset {self.id_dataset!r} has dtype {obj.dtype}; ids must be integers or "
                              "strings", self.path)
-        ids = obj[()]
-        if ids.dtype.kind in "OS":  # variable-length: one Python str per id, never a fixed-width array
-            return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids], dtype=object)
-        return ids
+        return obj
 
     def stamp(self):
         return parse_stamp(self._ds.attrs.get(STAMP_ATTR), self.path, f"attribute {STAMP_ATTR}")
@@ -123,7 +127,15 @@ class H5Source(Source):
             self._file = None
 
 
+def _plain_ids(ids: np.ndarray) -> np.ndarray:
+    if ids.dtype.kind in "OS":  # variable-length: one Python str per id, never a fixed-width array
+        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids], dtype=object)
+    return ids
+
+
 class H5Sink(Sink):
+    carries_ids = True
+
     def __init__(self, path, spec: SinkSpec, resume_rows=0, chunk_rows=65536):
         super().__init__(path, spec, resume_rows)
         like = spec.like if isinstance(spec.like, H5Layout) else None
@@ -134,6 +146,8 @@ class H5Sink(Sink):
             if not isinstance(self._ds, h5py.Dataset) or self._ds.shape != (spec.rows, spec.dim):
                 self.abort()
                 raise ValueError(f"the partial file has no {spec.rows} x {spec.dim} dataset {self.dataset_name}")
+            ids = self._file.get((self.dataset_name.rsplit("/", 1)[0] or "") + "/ids")
+            self._ids = ids if spec.ids and spec.like is None else None
             return
         self._file = h5py.File(path, "w")
         if like is not None:
@@ -143,7 +157,15 @@ class H5Sink(Sink):
             self._ds.attrs[k] = v
         if spec.stamp is not None:
             self._ds.attrs[STAMP_ATTR] = json.dumps(spec.stamp, sort_keys=True)
+        self._ids = self._create_ids(spec) if spec.ids and like is None else None
         self._file.flush()
+
+    def _create_ids(self, spec: SinkSpec):
+        name = (self.dataset_name.rsplit("/", 1)[0] or "") + "/ids"
+        dtype = np.int64 if spec.ids == "int" else h5py.string_dtype()
+        rows = spec.rows or 0
+        return self._file.create_dataset(name, shape=(rows,), maxshape=(None,) if spec.rows is None else (rows,),
+                                         dtype=dtype, chunks=(4096,) if spec.rows is None else None)
 
     def _create(self, spec: SinkSpec, chunk_rows: int):
         if spec.rows is None:  # a stream: grows as rows come
@@ -172,10 +194,14 @@ class H5Sink(Sink):
                 src.copy(obj, self._file.require_group(parent), name=full.rsplit("/", 1)[1])
             src.visititems(copy)
 
-    def write(self, embeddings, extra=None):
+    def write(self, embeddings, extra=None, ids=None):
         n = len(embeddings)
         if n and self.spec.rows is None:
             self._ds.resize(self.written + n, axis=0)
+            if self._ids is not None:
+                self._ids.resize(self.written + n, axis=0)
+        if n and self._ids is not None and ids is not None:
+            self._ids[self.written:self.written + n] = ids
         if n:
             self._ds.write_direct(np.ascontiguousarray(embeddings, dtype=self._ds.dtype),
                                   np.s_[0:n], np.s_[self.written:self.written + n])

@@ -80,7 +80,7 @@ class NpySource(Source):
             out.byteswap(inplace=True)
         return out
 
-    def batches(self, batch_rows, start=0):
+    def batches(self, batch_rows, start=0, with_ids=False):
         ring = BufferRing((min(batch_rows, max(self.rows, 1)), self.dim), self.dtype, self.ring_size)
         for a in range(start, self.rows, batch_rows):
             n = min(batch_rows, self.rows - a)
@@ -155,7 +155,7 @@ class NpySink(Sink):
         row.view(np.uint8)[:] = np.frombuffer(got, np.uint8) if len(got) == self._row_bytes else 0
         return row
 
-    def write(self, embeddings, extra=None):
+    def write(self, embeddings, extra=None, ids=None):
         a = np.ascontiguousarray(embeddings, dtype=self.dtype)
         self._file.write(memoryview(a).cast("B"))
         self.written += len(a)

@@ -64,6 +64,7 @@ class ParquetLayout:
 
     schema: pa.Schema
     column: str
+    codecs: tuple = ()  # (column, codec) of the source's other columns, kept in the output
 
 
 class ParquetSource(Source):
@@ -118,11 +119,13 @@ class ParquetSource(Source):
                 raise InputError("embedding is null at row 0; drop or fill the null rows", path)
             self.dim = len(first[0])
         self.metadata = schema.metadata or {}
-        self.layout = ParquetLayout(schema, column)
+        self.layout = ParquetLayout(schema, column, _codecs(self._pf))
+        if self.id_column is not None:
+            self.id_kind = self._id_kind(np.int64 if pa.types.is_integer(schema.field(self.id_column).type) else object)
         groups = [self._pf.metadata.row_group(i).num_rows for i in range(self._pf.num_row_groups)]
         self._group_starts = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
 
-    def batches(self, batch_rows, start=0):
+    def batches(self, batch_rows, start=0, with_ids=False):
         # Row groups before `start` are skipped whole; the remainder is sliced off.
         first = int(np.searchsorted(self._group_starts, start, side="right") - 1) if start else 0
         for group in range(max(first, 0), self._pf.num_row_groups):
@@ -133,7 +136,8 @@ class ParquetSource(Source):
                     continue
                 if pos < start:
                     rb, pos = rb.slice(start - pos), start
-                yield Batch(pos, to_matrix(rb.column(self.column), self.dim, self.path, pos), rb)
+                ids = rb.column(self.id_column).to_numpy(zero_copy_only=False) if with_ids and self.id_column else None
+                yield Batch(pos, to_matrix(rb.column(self.column), self.dim, self.path, pos), rb, ids)
                 pos += rb.num_rows
 
     def take(self, indices):
@@ -173,15 +177,29 @@ def list_array(matrix: np.ndarray, like: pa.DataType | None) -> pa.Array:
     return cls.from_arrays(pa.array(np.arange(0, (n + 1) * d, d, dtype=itype)), values)
 
 
-def writer_options(schema: pa.Schema, column: str) -> dict:
+def _codecs(pf: pq.ParquetFile) -> tuple:
+    """(top-level column, codec) as the source file's first row group stores them."""
+    if pf.metadata.num_row_groups == 0:
+        return ()
+    group, found = pf.metadata.row_group(0), {}
+    for i in range(group.num_columns):
+        chunk = group.column(i)
+        found.setdefault(chunk.path_in_schema.split(".")[0], chunk.compression.lower())
+    return tuple(found.items())
+
+
+def writer_options(schema: pa.Schema, column: str, codecs: tuple = ()) -> dict:
     """Encoding for the output: float embeddings neither dictionary-encode nor compress (they
     gain nothing from either and both cost time: measured 2x slower writes, 3x slower reads);
-    the other columns keep pyarrow's defaults."""
+    the other columns keep the source's codec, else pyarrow's default (snappy)."""
     others = [name for name in schema.names if name != column]
-    return {"use_dictionary": others, "compression": {**{n: "snappy" for n in others}, column: "none"}}
+    kept = dict(codecs)
+    return {"use_dictionary": others,
+            "compression": {**{n: kept.get(n, "snappy") for n in others}, column: "none"}}
 
 
 class ParquetSink(Sink):
+    carries_ids = True
     """One row group per written chunk. From a parquet source, other columns pass through.
 
     Each chunk is encoded by pyarrow as a complete in-memory Parquet file; its body goes to the
@@ -204,13 +222,16 @@ class ParquetSink(Sink):
             i = schema.get_field_index(self.column)
             schema = schema.set(i, pa.field(self.column, probe.type, nullable=schema.field(i).nullable))
         else:
-            schema = pa.schema([pa.field(self.column, probe.type)])
+            fields = [pa.field(self.column, probe.type)]
+            if spec.ids:  # ids from a source of another format become an `id` column
+                fields.insert(0, pa.field(ID_COLUMN, pa.int64() if spec.ids == "int" else pa.string()))
+            schema = pa.schema(fields)
         meta = dict(schema.metadata or {})
         if spec.stamp is not None:
             meta[STAMP_KEY] = json.dumps(spec.stamp, sort_keys=True).encode()
         self.schema = schema.with_metadata(meta)
         self._like = like if like is not None else probe.type
-        self._options = writer_options(self.schema, self.column)
+        self._options = writer_options(self.schema, self.column, src.codecs if src else ())
         self.dtype = np.dtype(spec.dtype)
         self._sidecar_path = self.sidecars_for(self.path)[0]
         self._footers: list[tuple[bytes, int]] = []
@@ -250,12 +271,15 @@ class ParquetSink(Sink):
                 w.write_batch(rb, row_group_size=max(rb.num_rows, 1))
         return footer.split_file(sink.getvalue())
 
-    def write(self, embeddings, extra=None):
+    def write(self, embeddings, extra=None, ids=None):
         column = list_array(embeddings.astype(self.dtype, copy=False), self._like)
         if extra is not None:
             i = extra.schema.get_field_index(self.column)
             rb = extra.set_column(i, self.schema.field(self.column), column)
             rb = rb.replace_schema_metadata(self.schema.metadata)
+        elif len(self.schema) == 2:
+            id_type = self.schema.field(ID_COLUMN).type
+            rb = pa.RecordBatch.from_arrays([pa.array(ids, type=id_type), column], schema=self.schema)
         else:
             rb = pa.RecordBatch.from_arrays([column], schema=self.schema)
         self._append(*self._encode(rb))

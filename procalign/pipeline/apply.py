@@ -77,8 +77,9 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
         rows = job.batch_rows or apply_chunk_rows(job.memory_mb, source, sink, applied.d_target, out_dtype.itemsize)
         stamp = stamp_for(job.transform, applied, job.inverse)
         same_format = job.source.format == job.destination.format
+        carry_ids = source.id_kind if not same_format and sink.carries_ids else None
         spec = SinkSpec(applied.d_target, out_dtype, source.rows, stamp,
-                        like=source.layout if same_format else None, name=job.destination.inner)
+                        like=source.layout if same_format else None, name=job.destination.inner, ids=carry_ids)
         identity = {**input_identity(job.source.path), "transform": stamp["transform"], "inverse": job.inverse,
                     "dtype": str(out_dtype), "batch_rows": rows, "rows": source.rows,
                     "format": job.destination.format.name}
@@ -87,14 +88,17 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
         with Delivery(job.destination.path, [job.source.path], sink, spec, identity, job.policy) as delivery:
             if job.source.format.name == "parquet" and not same_format:
                 delivery.notes.append("other parquet columns are not carried into a non-parquet output")
+            if source.id_kind and not same_format and not sink.carries_ids:
+                delivery.notes.append(f"ids are not carried into a {job.destination.format.name} output")
             progress.start("applying", None if source.rows is None else source.rows - delivery.start)
 
             def write(out, batch):
-                delivery.write(out, batch.extra)
+                delivery.write(out, batch.extra, batch.ids)
                 progress.advance(len(out))
 
             try:
-                done = delivery.start + map_stream(source.batches(rows, delivery.start), mapper, write)
+                batches = source.batches(rows, delivery.start, with_ids=carry_ids is not None)
+                done = delivery.start + map_stream(batches, mapper, write)
             except NonFiniteRows as e:
                 raise InputError(f"{e.what} at row {int(e.rows[0])}; {e.fix}", source.path) from None
             finally:

@@ -262,10 +262,10 @@ class Delivery:
             sink.abort()
             raise ValueError(f"the partial file's row {self.start - 1} is not the one the journal recorded")
 
-    def write(self, rows, extra=None) -> None:
+    def write(self, rows, extra=None, ids=None) -> None:
         """Append one chunk and record it: after this returns, a kill loses nothing of it."""
         try:
-            self.sink.write(rows, extra)
+            self.sink.write(rows, extra, ids)
             self.sink.flush()
         except OSError as e:
             raise _named(e, self.named) from None
