@@ -1,5 +1,6 @@
 """Kills, interrupts and overlapping runs, with real processes."""
 import filecmp
+import os
 import json
 import signal
 import subprocess
@@ -167,3 +168,48 @@ def test_existing_destination_needs_overwrite(work):
     r = run("apply", d / "t.npz", d / "in.npy", "-o", dest)
     assert r.returncode == 6 and "--overwrite" in r.stderr
     assert dest.read_bytes() == b"keep me"
+
+
+def killed_mid_way(d, dest, source, at=0.3, batch=BATCH):
+    """Start an apply and SIGKILL it once its journal says ``at`` of the rows are done."""
+    journal = d / f".{dest.name}.procalign-journal"
+    p = start("apply", d / "t.npz", source, "-o", dest, "--batch-rows", batch)
+    while p.poll() is None and rows_done(journal) < at * ROWS:
+        time.sleep(0.001)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not dest.exists() and rows_done(journal) >= at * ROWS, "the kill did not land mid-way"
+    return journal
+
+
+@pytest.mark.parametrize("fmt", ["npy", "h5"])
+def test_resume_with_a_lying_journal_starts_over(work, fmt):
+    d, refs = work
+    dest = d / f"lying.{fmt}"
+    journal = killed_mid_way(d, dest, d / "in.npy")
+    doc = json.loads(journal.read_text())
+    doc["rows_done"] = ROWS - int(BATCH)  # claims far more rows than were written
+    journal.write_text(json.dumps(doc))
+    r = run("apply", d / "t.npz", d / "in.npy", "-o", dest, "--batch-rows", BATCH, "--resume")
+    assert r.returncode == 0 and "could not resume" in r.stderr, r.stderr
+    assert filecmp.cmp(dest, refs[fmt], shallow=False) and hidden(dest) == []
+
+
+def test_resume_refuses_an_input_regenerated_with_the_same_size_and_mtime(work):
+    d, _ = work
+    source = d / "regen.npy"
+    np.save(source, np.load(d / "in.npy"))
+    dest = d / "regen_out.npy"
+    killed_mid_way(d, dest, source)
+    st = source.stat()
+    np.save(source, np.random.default_rng(99).normal(size=(ROWS, DIM)).astype(np.float32))
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert source.stat().st_size == st.st_size and source.stat().st_mtime_ns == st.st_mtime_ns
+    r = run("apply", d / "t.npz", source, "-o", dest, "--batch-rows", BATCH, "--resume")
+    assert r.returncode == 2 and "different sample" in r.stderr, r.stderr
+    assert (d / f".{dest.name}.procalign-partial").exists(), "a refused resume must keep the partial file"
+    r = run("apply", d / "t.npz", source, "-o", dest, "--batch-rows", BATCH)
+    assert r.returncode == 0, r.stderr
+    fresh = d / "regen_fresh.npy"
+    assert run("apply", d / "t.npz", source, "-o", fresh, "--batch-rows", BATCH).returncode == 0
+    assert filecmp.cmp(dest, fresh, shallow=False) and hidden(dest) == []

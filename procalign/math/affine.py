@@ -124,8 +124,9 @@ class ChunkMapper:
             np.copyto(target, result, casting="unsafe")
         if target.dtype.itemsize < result.dtype.itemsize and not np.isfinite(target).all():
             bad = np.flatnonzero(~np.isfinite(target).all(axis=1))
+            wider = " or ".join(t for t in ("float32", "float64") if np.dtype(t).itemsize > target.dtype.itemsize)
             raise NonFiniteRows(bad + first_row, f"a mapped value overflows {target.dtype}",
-                                "write a wider type with --dtype float32 or float64")
+                                f"write a wider type with --dtype {wider}")
 
     def _map_block(self, x: np.ndarray, out: np.ndarray, first_row: int) -> None:
         np.matmul(x, self.matrix, out=out)
