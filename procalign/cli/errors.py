@@ -46,6 +46,14 @@ def print_error(message: str) -> None:
         typer.echo(f"procalign: error: {one_line(message)}", err=True)
 
 
+def _what_was_left() -> str:
+    """After a signal: whether the output had already been put in place (complete) or not."""
+    delivery = sys.modules.get("procalign.pipeline.delivery")  # not loaded: nothing was delivered
+    if delivery is not None and delivery.COMMITTED:
+        return f"{delivery.COMMITTED[-1]} had already been written complete"
+    return "the destination was left untouched"
+
+
 def fail(message: str, code: int) -> typer.Exit:
     print_error(message)
     return typer.Exit(code)
@@ -77,9 +85,9 @@ def exit_codes(output=None):
             raise
         raise fail(str(e), e.exit_code) from None
     except KeyboardInterrupt:
-        raise fail("interrupted; the destination was left untouched", INTERRUPTED) from None
+        raise fail(f"interrupted; {_what_was_left()}", INTERRUPTED) from None
     except Terminated:
-        raise fail("terminated; the destination was left untouched", TERMINATED) from None
+        raise fail(f"terminated; {_what_was_left()}", TERMINATED) from None
     except OSError as e:
         if state["debug"]:
             raise
