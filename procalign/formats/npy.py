@@ -36,6 +36,8 @@ def read_header(path: Path, f) -> tuple[tuple, bool, np.dtype, int]:
 
 
 class NpySource(Source):
+    mapped = True  # batches are memory-mapped windows (see chunking)
+
     def __init__(self, location, options: ReadOptions = ReadOptions()):
         path = location.path
         self.path = str(path)
@@ -62,6 +64,7 @@ class NpySource(Source):
                              "save np.ascontiguousarray(a)", p)
         self.rows, self.dim = int(shape[0]), int(shape[1])
         self._file_dtype = dtype
+        self.mapped = dtype == dtype.newbyteorder("=")
         self.dtype = dtype.newbyteorder("=")
         expected = self._offset + self.rows * self.dim * dtype.itemsize
         actual = os.fstat(self._file.fileno()).st_size
@@ -133,6 +136,8 @@ class NpySink(Sink):
     full disk fails now, not mid-way) and `window` hands out writable memory-mapped rows, so
     the product writes straight into the file; a stream is appended with plain writes.
     """
+
+    mapped = True  # rows are written through memory-mapped windows (see chunking)
 
     def __init__(self, path, spec: SinkSpec, resume_rows=0):
         super().__init__(path, spec, resume_rows)
