@@ -2,9 +2,11 @@
 
 An `AffineMap` sends a source row x to ``scale * (u(x) - source_mean) @ matrix + target_mean``
 where ``u`` is L2 normalisation when ``normalize`` is set (and the output is then normalised
-again) and the identity otherwise. ``matrix`` has orthonormal rows or columns, so
-`AffineMap.inverse` is the same form with the transpose. What a map connects (space names,
-options, provenance) is described by `procalign.transform.Transform`, which wraps one.
+again) and the identity otherwise. When ``orthonormal`` (the Procrustes map) ``matrix`` has
+orthonormal rows or columns and `AffineMap.inverse` is the same form with the transpose;
+otherwise ``matrix`` is a general linear map and the inverse uses its pseudo-inverse
+(`spectral.pseudo_inverse`: exact when square and of full rank). What a map connects (space
+names, options, provenance) is described by `procalign.transform.Transform`, which wraps one.
 
 `ChunkMapper` is the hot path: it folds the scale and both means into one matrix and one bias
 row, works in the chunk's float precision (float16 is widened to float32, never to float64),
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .spectral import pseudo_inverse
 
 class NonFiniteRows(ValueError):
     """Rows whose values are NaN/Inf, or zero vectors that cannot be normalised."""
@@ -46,6 +49,7 @@ class AffineMap:
     target_mean: np.ndarray   # (d_target,)
     scale: float = 1.0
     normalize: bool = False
+    orthonormal: bool = True  # False: a general linear map (methods "whitened", "affine")
 
     @property
     def d_source(self) -> int:
@@ -60,9 +64,11 @@ class AffineMap:
         return bool(np.any(self.source_mean) or np.any(self.target_mean))
 
     def inverse(self) -> "AffineMap":
-        """The map back from the target space (exact when d_source <= d_target)."""
-        return AffineMap(self.matrix.T.copy(), self.target_mean, self.source_mean,
-                         1.0 / self.scale, self.normalize)
+        """The map back from the target space: exact when d_source <= d_target (and, for a
+        general linear map, when its matrix has full rank)."""
+        back = self.matrix.T.copy() if self.orthonormal else pseudo_inverse(self.matrix)
+        return AffineMap(back, self.target_mean, self.source_mean, 1.0 / self.scale, self.normalize,
+                         self.orthonormal)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Map rows of x (any float dtype) to float64 in memory; see `ChunkMapper` to stream."""
