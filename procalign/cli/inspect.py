@@ -35,6 +35,7 @@ def inspect(
                 return print_json(meta)
             stdout.print(key_value_table(f"transform {path}", [
                 ("direction", t.describe()),
+                ("method", f"{t.method}: {t.geometry['geometry']}"), ("inverse (--inverse)", t.inverse_kind),
                 ("options", ", ".join(f"{k}={v}" for k, v in meta.get("options", {}).items())),
                 ("anchors", meta.get("anchors")), ("scale", t.scale),
                 ("format version", f"{t.format_version}" + ("" if t.sealed else

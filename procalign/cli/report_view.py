@@ -3,13 +3,14 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from .methods_view import show_methods
 from .render import fmt, key_value_table, stdout
 
 COLUMNS = (("top-1", ("top1",)), ("top-10", ("top10",)), ("MRR", ("mrr",)),
            ("cos mean", ("cosine", "mean")), ("cos p5", ("cosine", "p5")), ("cos median", ("cosine", "median")),
            ("kNN@10", ("knn10_overlap",)), ("rel. residual", ("relative_residual",)))
 ROWS = (("aligned (procalign)", "aligned"), ("no alignment", "unaligned"),
-        ("shuffled-pair control", "shuffled_control"), ("ridge affine (unconstrained)", "ridge_affine"))
+        ("shuffled-pair control", "shuffled_control"), ("ridge affine, alpha 1e-3 (baseline)", "ridge_affine"))
 
 
 def _dig(d, path):
@@ -33,6 +34,7 @@ def show_report(report: dict) -> None:
     if "heldout" in report:
         h = report["heldout"]
         stdout.print(metrics_table(f"held-out pairs ({h['pairs']}, never used in the fit)", h))
+        show_methods(h)
     a = report.get("anchors")
     if a:
         stdout.print(key_value_table(f"anchors ({a['pairs']} fitted pairs)", [
@@ -70,6 +72,7 @@ def show_fit(meta: dict, outcome: str) -> None:
     if p.get("mode") == "id":
         paired += f" ({p['ids_only_in_source']} ids only in source, {p['ids_only_in_target']} only in target)"
     stdout.print(f"fitted {meta['source']['name']} ({meta['source']['dim']}-d) -> {meta['target']['name']} "
-                 f"({meta['target']['dim']}-d) on {meta['anchors']} anchors, {paired}")
+                 f"({meta['target']['dim']}-d) on {meta['anchors']} anchors, {paired}; method "
+                 f"{meta.get('method', 'orthogonal')}")
     stdout.print(quality_line(meta))
     stdout.print(outcome)

@@ -14,6 +14,7 @@ from .. import transform_file
 from ..transform import Transform
 from .delivery import Destination
 from .fit import FitJob, FitResult, fit_files
+from .methods import with_method_rows
 from .progress import Progress
 from .report import build_report, gated_block, unmet_gates
 
@@ -78,6 +79,7 @@ def _fit_and_gate(job: FitJob, gates: dict | None, progress: Progress | None) ->
     if job.report:
         report = build_report(transform, result.stats, result.pairs, job.split, result.heldout, result.control,
                               result.pairing.ids, result.pairs.chunk_rows)
+        report = with_method_rows(report, result.method_rows, transform.provenance["fit"].get("selection"))
         anchors = report["anchors"]
         fit = {**transform.provenance["fit"], "mean_cosine": anchors["cosine"]["mean"],
                "relative_residual": anchors["relative_residual"]}
