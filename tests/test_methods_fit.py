@@ -1,4 +1,4 @@
-"""`fit --method`: the transform file of every method, auto's choice, the row per method."""
+"""`fit --method`: the transform file of every method, auto's choice, the row per method, the warnings."""
 import json
 from pathlib import Path
 
@@ -130,3 +130,51 @@ def test_every_fit_with_a_holdout_reports_each_methods_geometry(tmp_path):
     assert "selection" not in doc["report"]["heldout"]
     shown = invoke("fit", src, tgt, "--holdout", "0.3")
     assert "every method on the held-out pairs" in shown.stdout and "kNN@10 kept" in shown.stdout
+
+
+# warnings -------------------------------------------------------------------------------------
+
+def trap_case(rng, n=1500):
+    """Unit-norm 64-d sources; 16-d targets with norm about 5 (a scaled projection plus an offset)."""
+    x = rng.normal(size=(n, 64))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    offset = rng.normal(size=16)
+    return x, 10 * x @ random_orthogonal(rng, 64)[:, :16] + 4 * offset / np.linalg.norm(offset)
+
+
+def test_the_scale_trap_warns_and_auto_escapes_it(tmp_path):
+    x, y = trap_case(np.random.default_rng(0))
+    src, tgt = write_pair(tmp_path, x, y)
+    r = invoke("fit", src, tgt, "--holdout", "0.2")
+    assert r.exit_code == 0, r.output
+    warning = next(line for line in r.stderr.splitlines() if "RMS norm" in line)
+    assert warning.startswith("warning: ") and all(f in warning for f in ("--scale", "--normalize", "--method auto"))
+    t = fit(tmp_path, x, y, holdout=0.2)
+    held = t.provenance["report"]["heldout"]
+    assert held["aligned"]["top1"] < 0.1 and any("RMS norm" in w for w in t.provenance["report"]["warnings"])
+    auto = fit(tmp_path, x, y, holdout=0.2, method="auto")
+    assert auto.provenance["report"]["heldout"]["aligned"]["top1"] > 0.5
+    assert not any("RMS norm" in w for w in auto.provenance["warnings"])
+
+
+def test_matched_norms_do_not_warn(tmp_path, rng):
+    x, y = rotation_case(rng, n=600, d=16, noise=0.1)
+    t = fit(tmp_path, x, y, holdout=0.2)
+    assert t.provenance["warnings"] == [] and t.provenance["report"]["warnings"] == []
+    assert t.provenance["fit"]["diagnostics"]["rank"]["effective_rank"] == 16
+
+
+def test_a_map_no_better_than_chance_warns(tmp_path, rng):
+    x = rng.normal(size=(800, 16))
+    t = fit(tmp_path, x, rng.normal(size=(800, 16)), holdout=0.3)
+    assert any("no better than the shuffled-pair control" in w for w in t.provenance["warnings"])
+
+
+def test_undetermined_directions_warn_with_the_effective_rank(tmp_path, rng):
+    x = rng.normal(size=(600, 32))
+    y = np.zeros((600, 32))
+    y[:, :3] = x[:, :3] @ random_orthogonal(rng, 3)  # only 3 directions carry anything
+    t = fit(tmp_path, x, y)
+    rank = t.provenance["fit"]["diagnostics"]["rank"]
+    assert (rank["effective_rank"], rank["directions"]) == (3, 32)
+    assert any("determine only 3 of 32 directions" in w for w in t.provenance["warnings"])

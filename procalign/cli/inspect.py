@@ -43,7 +43,7 @@ def inspect(
                 ("inverse of", t.inverse_of or "-"), ("procalign", meta.get("procalign_version")),
                 ("created", meta.get("created")), ("checksum", meta.get("checksum"))]))
             if meta.get("report"):
-                show_report(meta["report"])
+                show_report(meta["report"], warnings=True)
             stdout.print(quality_line(meta))
             return
         with open_reader(*input_locations([path], dataset), column) as reader:

@@ -1,9 +1,9 @@
-"""Rendering of the row per method and auto's choice (Rich, stdout)."""
+"""Rendering of the row per method, auto's choice and the anchors' geometry (Rich, stdout)."""
 from __future__ import annotations
 
 from rich.table import Table
 
-from .render import fmt, stdout
+from .render import fmt, key_value_table, stdout
 
 METHOD_LABELS = {"orthogonal": "orthogonal", "orthogonal_scaled": "orthogonal + scale",
                  "whitened": "whitened", "affine": "affine (ridge, GCV)"}
@@ -43,3 +43,15 @@ def show_methods(heldout: dict) -> None:
         stdout.print(f"--method auto chose {selection['winner']}: {selection['reason']}")
     stdout.print("only the orthogonal map is an isometry covered by the paper's bound; the others trade "
                  "geometry for fit")
+
+
+def show_diagnostics(fit: dict) -> None:
+    d = fit.get("diagnostics")
+    if not d:
+        return
+    n, r = d["norms"], d["rank"]
+    stdout.print(key_value_table("anchors' geometry", [
+        ("RMS norm source / target", f"{n['source_rms_norm']:.4g} / {n['target_rms_norm']:.4g} ({n['ratio']:.2f}x)"),
+        ("centred RMS source / target", f"{n['source_centred_rms']:.4g} / {n['target_centred_rms']:.4g} "
+                                        f"({n['centred_ratio']:.2f}x)"),
+        ("effective rank of X^T Y", f"{r['effective_rank']} of {r['directions']}")]))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from .methods_view import show_methods
+from .methods_view import show_diagnostics, show_methods
 from .render import fmt, key_value_table, stdout
 
 COLUMNS = (("top-1", ("top1",)), ("top-10", ("top10",)), ("MRR", ("mrr",)),
@@ -30,7 +30,8 @@ def metrics_table(title: str, block: dict) -> Table:
     return table
 
 
-def show_report(report: dict) -> None:
+def show_report(report: dict, warnings: bool = False) -> None:
+    """The report's tables; ``warnings`` also lists its warnings (fit prints them on stderr)."""
     if "heldout" in report:
         h = report["heldout"]
         stdout.print(metrics_table(f"held-out pairs ({h['pairs']}, never used in the fit)", h))
@@ -49,6 +50,8 @@ def show_report(report: dict) -> None:
             ("guaranteed min ||XQ-Y||_F <=", b["bound"]), ("achieved ||XQ-Y||_F", b["achieved"]),
             ("per sample: guaranteed <=", b["per_sample_bound"]), ("per sample: achieved", b["per_sample_achieved"]),
             ("per sample: unrelated pairs", b["unrelated_per_sample"]), ("bound is", verdict)]))
+    for warning in report.get("warnings", []) if warnings else []:
+        stdout.print(f"warning: {warning}")
 
 
 def quality_line(meta: dict) -> str:
@@ -67,6 +70,7 @@ def show_fit(meta: dict, outcome: str) -> None:
     """The report, then what was fitted, its quality, and ``outcome`` (what happened to -o) last."""
     if meta.get("report"):
         show_report(meta["report"])
+    show_diagnostics(meta.get("fit", {}))
     p = meta.get("pairing", {})
     paired = f"paired by {p.get('mode')}"
     if p.get("mode") == "id":
