@@ -1,4 +1,4 @@
-"""`fit --method`: the transform file of every method, auto's choice, the row per method, the warnings."""
+"""`fit --method`: the transform file of every method, auto's choice, the warnings, evaluate's bound."""
 import json
 from pathlib import Path
 
@@ -178,3 +178,23 @@ def test_undetermined_directions_warn_with_the_effective_rank(tmp_path, rng):
     rank = t.provenance["fit"]["diagnostics"]["rank"]
     assert (rank["effective_rank"], rank["directions"]) == (3, 32)
     assert any("determine only 3 of 32 directions" in w for w in t.provenance["warnings"])
+
+
+# evaluate ------------------------------------------------------------------------------------
+
+def test_evaluate_reports_the_bound_on_the_sample(tmp_path, rng):
+    x, y = rotation_case(rng, n=600, d=16, noise=0.1)
+    src, tgt = write_pair(tmp_path, x, y)
+    assert invoke("fit", src, tgt, "-o", tmp_path / "t.npz", "--no-report").exit_code == 0
+    r = invoke("evaluate", tmp_path / "t.npz", src, tgt, "--json")
+    doc = json.loads(r.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    b = doc["report"]["bound"]
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    assert b["eps"] == pytest.approx(np.linalg.norm(xc @ xc.T - yc @ yc.T), rel=1e-4)
+    assert b["achieved"] <= b["bound"] and not b["vacuous"]
+    t = load_transform(tmp_path / "t.npz")
+    assert b["transform_achieved"] == pytest.approx(np.linalg.norm(t(x) - y), rel=1e-4)
+    assert b["transform_achieved"] >= b["achieved"] * (1 - 1e-4)  # the optimum on these very pairs, up to float32
+    shown = invoke("evaluate", tmp_path / "t.npz", src, tgt)
+    assert "achieved by the transform" in shown.stdout

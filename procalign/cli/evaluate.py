@@ -9,6 +9,7 @@ from .errors import exit_codes
 from .options import (BatchRows, ByPosition, Column, Dataset, EvalSize, Force, IdColumn, Json, MaxResidual, Memory,
                       MinCosine, MinTop1, Quiet, input_locations)
 from .render import print_json, progress_for, stdout
+from .methods_view import bound_table
 from .report_view import metrics_table
 
 
@@ -50,6 +51,8 @@ def evaluate(
             print_json({"report": report, "gates_failed": failures})
         else:
             stdout.print(metrics_table(f"{report['pairs']} pairs ({report['sample']} sampled for retrieval)", report))
+            stdout.print(bound_table(report["bound"], "Procrustes bound (Maystre et al. 2025) on these pairs: how far "
+                                                      "the two geometries are apart, and the transform's residual"))
         if failures:
             raise gate_error(failures, transform, "the map does not meet it on this sample; refit it on current pairs "
                                                   "or relax the gate")

@@ -1,4 +1,4 @@
-"""Rendering of the row per method, auto's choice and the anchors' geometry (Rich, stdout)."""
+"""Rendering of the row per method, auto's choice, the anchors' geometry and the bound (Rich, stdout)."""
 from __future__ import annotations
 
 from rich.table import Table
@@ -55,3 +55,15 @@ def show_diagnostics(fit: dict) -> None:
         ("centred RMS source / target", f"{n['source_centred_rms']:.4g} / {n['target_centred_rms']:.4g} "
                                         f"({n['centred_ratio']:.2f}x)"),
         ("effective rank of X^T Y", f"{r['effective_rank']} of {r['directions']}")]))
+
+
+def bound_table(b: dict, title: str):
+    verdict = "VACUOUS (guarantees nothing here)" if b["vacuous"] else "informative"
+    rows = [("eps = ||XX^T - YY^T||_F", b["eps"]),
+            ("guaranteed min ||XQ-Y||_F <=", b["bound"]), ("achieved ||XQ-Y||_F (best Q)", b["achieved"]),
+            ("per sample: guaranteed <=", b["per_sample_bound"]), ("per sample: achieved", b["per_sample_achieved"])]
+    if "transform_achieved" in b:
+        rows += [("achieved by the transform ||T(X)-Y||_F", b["transform_achieved"]),
+                 ("per sample: by the transform", b["transform_per_sample"])]
+    rows += [("per sample: unrelated pairs", b["unrelated_per_sample"]), ("bound is", verdict)]
+    return key_value_table(title, rows)
