@@ -17,7 +17,7 @@ from ..formats import Location, ReadOptions, SinkSpec, open_source, sink_class
 from ..math.affine import NonFiniteRows
 from ..transform import Transform
 from .chunking import apply_chunk_rows
-from .delivery import Delivery, DeliveryPolicy
+from .delivery import DeliveryPolicy, delivery_for
 from .journal import input_identity
 from .progress import Progress
 from .stamps import check_stamp, stamp_for
@@ -84,7 +84,8 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                     "dtype": str(out_dtype), "batch_rows": rows, "rows": source.rows,
                     "format": job.destination.format.name}
         began = time.perf_counter()
-        with Delivery(job.destination.path, [job.source.path], sink, spec, identity, job.policy) as delivery:
+        inputs = [] if job.source.is_stdio else [job.source.path]
+        with delivery_for(job.destination, inputs, sink, spec, identity, job.policy) as delivery:
             if job.source.format.name == "parquet" and not same_format:
                 delivery.notes.append("other parquet columns are not carried into a non-parquet output")
             if source.id_kind and not same_format and not sink.carries_ids:

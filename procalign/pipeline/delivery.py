@@ -298,3 +298,48 @@ def row_digest(row) -> str:
 def _named(e: OSError, path: Path) -> OutputError:
     """An OS error while writing, as one line that names the destination."""
     return OutputError(f"writing failed ({e.strerror or e}); free some space or check the disk", path)
+
+
+class DirectDelivery:
+    """For destinations that are not a file procalign can rename into place: standard output
+    (a pipe cannot be un-written: a failure part-way leaves what was already sent) and sinks
+    that are atomic by themselves (``Sink.self_atomic``: a database written in one
+    transaction). Same face as `Delivery`; no temporary file, lock or journal."""
+
+    def __init__(self, final: Path, sink_class: type[Sink], spec: SinkSpec, policy: DeliveryPolicy):
+        if policy.resume:
+            raise UsageError("--resume needs a file destination; this one is written in one go", final)
+        self.named, self.sink_class, self.spec, self.policy = Path(final), sink_class, spec, policy
+        self.notes: list[str] = []
+        self.start = 0
+        self.sink: Sink | None = None
+
+    def __enter__(self) -> "DirectDelivery":
+        self.sink = self.sink_class(self.named, self.spec, overwrite=self.policy.overwrite) \
+            if getattr(self.sink_class, "self_atomic", False) else self.sink_class(self.named, self.spec)
+        return self
+
+    def write(self, rows, extra=None, ids=None, in_place=False) -> None:
+        try:
+            self.sink.write(rows, extra, ids)
+            self.sink.flush()
+        except OSError as e:
+            raise _named(e, self.named) from None
+
+    def commit(self) -> None:
+        with signals_deferred():
+            self.sink.finish()
+        COMMITTED.append(self.named)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.sink is not None:
+            self.sink.abort()
+        return False
+
+
+def delivery_for(location, inputs, sink_class: type[Sink], spec: SinkSpec, identity: dict,
+                 policy: DeliveryPolicy = DeliveryPolicy()):
+    """The delivery a destination needs: a file renamed into place, or a direct one."""
+    if location.is_stdio or getattr(sink_class, "self_atomic", False):
+        return DirectDelivery(location.path, sink_class, spec, policy)
+    return Delivery(location.path, inputs, sink_class, spec, identity, policy)

@@ -1,6 +1,7 @@
 """Evaluate a saved transform on a later sample of pairs (a drift check)."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ from ..math.metrics import Agreement, knn_indices, knn_overlap, retrieval
 from ..math.sampling import RowSample, uniform_by_index
 from ..transform import Transform
 from .anchors import iter_pairs, pair_anchors
+from .spool import random_access, spool_dir
 from .chunking import pair_chunk_rows
 from .progress import Progress
 
@@ -69,7 +71,10 @@ def evaluate_files(job: EvaluateJob, progress: Progress | None = None) -> dict:
     progress = progress or Progress()
     t = job.transform
     options = ReadOptions(job.column, job.id_column)
-    with open_source(job.source, options) as src, open_source(job.target, options) as tgt:
+    spool = spool_dir()  # streamed samples are copied so they can be paired by id
+    with spool, contextlib.ExitStack() as opened:
+        src, tgt = (opened.enter_context(random_access(open_source(loc, options), spool.name))
+                    for loc in (job.source, job.target))
         check_sample_space(src.stamp(), t.source.name, "source", job.source.path, job.force)
         check_sample_space(tgt.stamp(), t.target.name, "target", job.target.path, job.force)
         if (src.dim, tgt.dim) != (t.d_source, t.d_target):

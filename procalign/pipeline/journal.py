@@ -37,6 +37,8 @@ def content_sample(path: Path, size: int) -> str:
 
 
 def input_identity(path: Path) -> dict:
+    if str(path) == "-":  # standard input: nothing to fingerprint, and nothing to resume
+        return {"input": "-"}
     st = os.stat(path)
     return {"input": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "sample": content_sample(path, st.st_size)}
