@@ -23,7 +23,7 @@ def fit(
     scale: Annotated[bool, typer.Option("--scale", help="Also fit one isotropic scale factor.")] = False,
     rotation_only: Annotated[bool, typer.Option("--rotation-only", help="Forbid reflections (det = +1); equal dimensions only.")] = False,
     holdout: Annotated[float, typer.Option("--holdout", help="Fraction of pairs kept out of the fit to measure the map on (0 = none).", min=0.0, max=0.99)] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control (an integer >= 0).", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control (an integer >= 0).", min=0, max=2**63 - 1)] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Compute the quality report (a second pass over the anchors). --no-report fits in one pass.")] = True,
     eval_size: EvalSize = 10000,
     min_top1: MinTop1 = None,

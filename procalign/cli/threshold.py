@@ -15,7 +15,7 @@ def threshold(
     cut: Annotated[float, typer.Argument(metavar="THRESHOLD", help="A cosine-similarity cut-off used in the SOURCE space.", show_default=False)],
     anchors: Annotated[tuple[str, str], typer.Option("--anchors", metavar="SOURCE TARGET", help="Paired anchors in the SOURCE and TARGET spaces (as for fit).", show_default=False)],
     items: Annotated[int, typer.Option("--items", help="At most this many anchor items are sampled; all pairs among them are compared.", min=3)] = 3000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the item sample.", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the item sample.", min=0, max=2**63 - 1)] = 0,
     column: Column = None,
     dataset: Dataset = None,
     id_column: IdColumn = None,

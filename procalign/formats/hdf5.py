@@ -152,7 +152,12 @@ class H5Sink(Sink):
         self._file = h5py.File(path, "w")
         if like is not None:
             self._copy_others(like)
-        self._ds = self._create(spec, chunk_rows)
+        try:
+            self._ds = self._create(spec, chunk_rows)
+        except (TypeError, ValueError) as e:  # a path through a dataset, a name already taken...
+            self.abort()
+            raise UsageError(f"cannot create dataset {self.dataset_name!r} ({e}); name another with "
+                             "-o FILE.h5:/group/name", path) from None
         for k, v in (like.attrs.items() if like else ()):
             self._ds.attrs[k] = v
         if spec.stamp is not None:
@@ -162,7 +167,7 @@ class H5Sink(Sink):
 
     def _create_ids(self, spec: SinkSpec):
         name = (self.dataset_name.rsplit("/", 1)[0] or "") + "/ids"
-        dtype = np.int64 if spec.ids == "int" else h5py.string_dtype()
+        dtype = {"int": np.int64, "uint": np.uint64}.get(spec.ids, h5py.string_dtype())
         rows = spec.rows or 0
         return self._file.create_dataset(name, shape=(rows,), maxshape=(None,) if spec.rows is None else (rows,),
                                          dtype=dtype, chunks=(4096,) if spec.rows is None else None)
@@ -195,6 +200,12 @@ class H5Sink(Sink):
             src.visititems(copy)
 
     def write(self, embeddings, extra=None, ids=None):
+        try:
+            self._write(embeddings, ids)
+        except RuntimeError as e:  # HDF5 reports a full disk as a RuntimeError
+            raise OSError(f"HDF5 could not write ({e})") from None
+
+    def _write(self, embeddings, ids):
         n = len(embeddings)
         if n and self.spec.rows is None:
             self._ds.resize(self.written + n, axis=0)
@@ -211,10 +222,14 @@ class H5Sink(Sink):
         return self._ds[index]
 
     def flush(self):
-        self._file.flush()
+        try:
+            self._file.flush()
+        except RuntimeError as e:
+            raise OSError(f"HDF5 could not write ({e})") from None
 
     def finish(self):
         self._check_rows()
+        self.flush()
         self.abort()
 
     def abort(self):

@@ -105,8 +105,13 @@ class Destination:
     def __enter__(self) -> "Destination":
         check_destination(self.named, self.inputs, self.overwrite)
         self._lock()
-        if not self.keep_partial:
-            self.discard()
+        try:  # again: with --wait, the run we waited for may have written it meanwhile
+            check_destination(self.named, self.inputs, self.overwrite)
+            if not self.keep_partial:
+                self.discard()
+        except BaseException:
+            self._unlock()
+            raise
         return self
 
     def _lock(self) -> None:
@@ -154,11 +159,14 @@ class Destination:
     def __exit__(self, exc_type, exc, tb):
         if not self.committed and not self.keep_partial_on_exit:
             self.discard()
+        self._unlock()
+        return False
+
+    def _unlock(self) -> None:
         if self._lock_fd is not None:
             lock_path(self.final).unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
-        return False
 
 
 # Destinations this process has completed: an interruption after a rename must not claim that
@@ -258,7 +266,7 @@ class Delivery:
     def _check_tail(self, sink: Sink) -> None:
         """The journal must agree with the partial file: its last row is there, byte for byte."""
         tail = sink.row_at(self.start - 1)
-        if tail is not None and row_digest(tail) != self._found.tail:
+        if tail is not None and row_digest(tail, self.start - 1) != self._found.tail:
             sink.abort()
             raise ValueError(f"the partial file's row {self.start - 1} is not the one the journal recorded")
 
@@ -273,7 +281,8 @@ class Delivery:
             self.sink.flush()
         except OSError as e:
             raise _named(e, self.named) from None
-        self.journal.save(self.journal.rows_done + len(rows), row_digest(rows[-1]) if len(rows) else None)
+        done = self.journal.rows_done + len(rows)
+        self.journal.save(done, row_digest(rows[-1], done - 1) if len(rows) else None)
 
     def commit(self) -> None:
         with signals_deferred():
@@ -285,14 +294,25 @@ class Delivery:
             self.sink.after_commit(self.named)
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and self.sink is not None:
-            self.sink.abort()
-        return self.destination.__exit__(exc_type, exc, tb)
+        try:
+            if exc_type is not None and self.sink is not None:
+                _quietly(self.sink.abort)
+        finally:
+            return self.destination.__exit__(exc_type, exc, tb)
 
 
-def row_digest(row) -> str:
-    """A fingerprint of one written row, kept in the journal to check the partial file."""
-    return hashlib.sha256(row.tobytes()).hexdigest()[:32]
+def row_digest(row, index: int) -> str:
+    """A fingerprint of written row ``index``, kept in the journal to check the partial file
+    (the index is in it, so a row of zeros from an unwritten region cannot match by chance)."""
+    return hashlib.sha256(f"{index}|".encode() + row.tobytes()).hexdigest()[:32]
+
+
+def _quietly(release) -> None:
+    """Release a sink after a failure; a second failure there must not hide the first."""
+    try:
+        release()
+    except Exception:
+        pass
 
 
 def _named(e: OSError, path: Path) -> OutputError:
@@ -333,7 +353,7 @@ class DirectDelivery:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is not None and self.sink is not None:
-            self.sink.abort()
+            _quietly(self.sink.abort)
         return False
 
 

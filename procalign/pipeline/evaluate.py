@@ -81,7 +81,7 @@ def evaluate_files(job: EvaluateJob, progress: Progress | None = None) -> dict:
             raise TransformFileError(f"transform maps {t.d_source}-d -> {t.d_target}-d but the files are "
                                      f"{src.dim}-d and {tgt.dim}-d; pass SOURCE then TARGET", job.transform_path)
         pairing = pair_anchors(src, tgt, job.by_position)
-        rows = job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt)
+        rows = max(1, min(job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt), pairing.pairs))
         keep = min(1.0, job.eval_size / pairing.pairs)
         names = ["aligned", "unaligned"] if src.dim == tgt.dim else ["aligned"]
         agreements = {name: Agreement() for name in names}
@@ -110,3 +110,22 @@ def evaluate_files(job: EvaluateJob, progress: Progress | None = None) -> dict:
             y_neighbours = knn_indices(sample[1], 10)
         report[name] = _block(agreements[name], sample, y_neighbours)
     return report
+
+
+MIN_PAIRS = 10  # as for a fit's held-out pairs: fewer make top-1 and cosine too noisy to gate on
+
+
+def unsupported_gates(report: dict, gates: dict) -> list[str]:
+    """Gates cannot judge a sample too small to support them: say so instead of passing."""
+    if any(v is not None for v in gates.values()) and report["pairs"] < MIN_PAIRS:
+        return [f"gates not judged: only {report['pairs']} pairs in the sample; evaluate on at least {MIN_PAIRS}"]
+    return []
+
+
+def sample_warnings(report: dict) -> list[str]:
+    p = report["pairing"]
+    if p["mode"] == "id":
+        smaller = p["pairs"] + min(p["ids_only_in_source"], p["ids_only_in_target"])
+        if p["pairs"] < 0.5 * smaller:
+            return [f"only {p['pairs']} of {smaller} ids were matched between the two files; check --id-column"]
+    return []

@@ -24,7 +24,7 @@ from .anchors import Pairing, iter_pairs, pair_anchors
 from .chunking import pair_chunk_rows
 from .progress import Progress
 from .spool import random_access, spool_dir
-from .stream import run_stages
+from .stream import read_guard, run_stages
 
 
 @dataclass
@@ -126,7 +126,7 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
         with_gram = job.report or (job.options.scale and src.dim > tgt.dim)
         stats = AlignmentStats.empty(src.dim, tgt.dim, with_gram=with_gram)
         fold = _fold_for(job, stats, pairing.pairs)
-        rows = job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt)
+        rows = max(1, min(job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt), pairing.pairs))
 
         def add(item):
             start, x, y = item
@@ -137,7 +137,9 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
 
         progress.start("fitting", pairing.pairs)
         try:
-            run_stages(iter_pairs(src, tgt, pairing, rows), add, progress.advance)  # reads overlap the math
+            # reads overlap the math; read errors name the file that could not be read
+            run_stages(read_guard(iter_pairs(src, tgt, pairing, rows), f"{src.path} or {tgt.path}"), add,
+                       progress.advance)
         finally:
             progress.stop()
         if stats.n == 0:

@@ -60,8 +60,10 @@ class Journal:
         path = journal_path(final)
         try:
             doc = json.loads(path.read_text())
+            if not isinstance(doc["identity"], dict):
+                return None
             return cls(path, doc["identity"], int(doc["rows_done"]), doc.get("tail"))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def save(self, rows_done: int, tail: str | None = None) -> None:

@@ -3,10 +3,13 @@
 Pairing by id and the report's second pass need to read anchors more than once and in any
 order, which a stream cannot do. `random_access` copies a stream once into a temporary .npy
 (chunk by chunk, bounded memory) and keeps its ids, and hands back a source over that copy;
-sources that already have random access are returned as they are.
+sources that already have random access are returned as they are. Sources whose random access
+decodes far more than it returns (``cheap_take = False``: parquet decodes a whole row group to
+take one row) are spooled too when pairs will be joined by id.
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -40,12 +43,15 @@ class SpooledSource(Source):
         self.copy.close()
 
 
-def random_access(source: Source, workdir: str | Path) -> Source:
-    """``source`` itself if it has a known length, else a spooled copy in ``workdir``."""
-    if source.rows is not None:
+def random_access(source: Source, workdir: str | Path, by_id: bool = True) -> Source:
+    """``source`` itself if it has a known length and cheap random access (or pairs will be
+    read in order, ``by_id=False``), else a spooled copy in ``workdir``."""
+    if source.rows is not None and (getattr(source, "cheap_take", True) or not by_id or source.ids() is None):
         return source
-    location = parse_location(str(Path(workdir) / f"spool-{id(source)}.npy"))
-    sink = sink_class(location)(location.path, SinkSpec(source.dim, source.dtype, rows=None))
+    fd, name = tempfile.mkstemp(prefix="spool-", suffix=".npy", dir=workdir)  # a name no other spool has
+    os.close(fd)
+    location = parse_location(name)
+    sink = sink_class(location)(location.path, SinkSpec(source.dim, source.dtype, rows=source.rows))
     ids = []
     try:
         for batch in source.batches(SPOOL_ROWS, with_ids=source.id_kind is not None):
