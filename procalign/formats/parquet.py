@@ -208,15 +208,16 @@ def writer_options(schema: pa.Schema, column: str, codecs: tuple = ()) -> dict:
 
 
 class ParquetSink(Sink):
-    carries_ids = True
     """One row group per written chunk. From a parquet source, other columns pass through.
 
     Each chunk is encoded by pyarrow as a complete in-memory Parquet file; its body goes to the
-    output and its footer to a sidecar (``PATH.footers``), flushed per chunk. `close` merges the
+    output and its footer to a sidecar (``PATH.footers``), flushed per chunk. `finish` merges the
     footers (`parquet_footer.merge`) and deletes the sidecar. After a kill, ``resume_rows``
     reopens the file and keeps the chunks the sidecar lists, so the result is byte-identical to
     an uninterrupted run with the same chunks.
     """
+
+    carries_ids = True
 
     extra_buffers = 6  # the encoded chunk grows by doubling, plus pages (measured)
 
