@@ -39,7 +39,7 @@ class Space:
         return {"name": self.name, "dim": self.dim}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity is the checksum, not array equality
 class Transform:
     """The map from ``source`` into ``target`` and everything that says what it is.
 
@@ -156,7 +156,7 @@ class Transform:
 
     def with_provenance(self, **changes) -> "Transform":
         """A copy with provenance entries added or replaced (unsealed: checksum cleared)."""
-        return dataclasses.replace(self, provenance={**self.provenance, **changes}, checksum=None)
+        return dataclasses.replace(self, provenance={**self.provenance, **changes}, checksum=None, format_version=None)
 
     def describe(self) -> str:
         """One line: ``old (384-d) -> new (384-d)``."""

@@ -168,7 +168,7 @@ def load(path: str | os.PathLike) -> Transform:
     members = _read_members(path)
     try:
         meta = json.loads(str(members["metadata"]))
-    except ValueError:
+    except (ValueError, RecursionError):
         meta = None
     if not isinstance(meta, dict):
         raise TransformFileError("metadata is not a JSON object; re-create the file with `procalign fit`", path)
@@ -184,7 +184,10 @@ def load(path: str | os.PathLike) -> Transform:
     for name, a in arrays.items():
         if a.dtype.kind != "f":
             raise TransformFileError(f"member {name!r} has dtype {a.dtype}, expected float64; re-create the file", path)
-    expected = array_checksum(arrays) if version == 1 else sealed_checksum(arrays, meta)
+    try:
+        expected = array_checksum(arrays) if version == 1 else sealed_checksum(arrays, meta)
+    except (ValueError, RecursionError):  # NaN/Infinity tokens, absurd nesting: not what save writes
+        expected = None
     if expected != meta.get("checksum"):
         what = "arrays" if version == 1 else "arrays or metadata"
         raise TransformFileError(f"checksum mismatch: the {what} were modified or damaged; "

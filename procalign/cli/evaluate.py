@@ -8,8 +8,8 @@ import typer
 from .errors import exit_codes
 from .options import (BatchRows, ByPosition, Column, Dataset, EvalSize, Force, IdColumn, Json, MaxResidual, Memory,
                       MinCosine, MinTop1, Quiet, input_locations)
-from .render import print_json, progress_for, stdout
 from .methods_view import bound_table
+from .render import print_json, progress_for, stderr, stdout
 from .report_view import metrics_table
 
 
@@ -38,15 +38,17 @@ def evaluate(
     with exit_codes():
         # imported here so that --help starts without numpy, pyarrow or h5py
         from .. import transform_file
-        from ..pipeline.evaluate import EvaluateJob, evaluate_files
+        from ..pipeline.evaluate import EvaluateJob, evaluate_files, sample_warnings, unsupported_gates
         from ..pipeline.report import gate_error, unmet_gates
         job = EvaluateJob(transform_file.load(transform), transform, *input_locations([source, target], dataset),
                           column, id_column, by_position, batch_rows=batch_rows, memory_mb=memory,
                           eval_size=eval_size, force=force)
         report = evaluate_files(job, progress_for(quiet or json_out))
-        failures = unmet_gates(report["aligned"], {"min_top1": min_top1, "min_cosine": min_cosine,
-                                                   "max_residual": max_residual},
-                               not_measured="fewer than 2 pairs sampled; raise --eval-size")
+        gates = {"min_top1": min_top1, "min_cosine": min_cosine, "max_residual": max_residual}
+        for warning in sample_warnings(report):
+            stderr.print(f"warning: {warning}")
+        failures = unsupported_gates(report, gates) or unmet_gates(
+            report["aligned"], gates, not_measured="fewer than 2 pairs sampled; raise --eval-size")
         if json_out:
             print_json({"report": report, "gates_failed": failures})
         else:

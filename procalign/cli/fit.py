@@ -33,7 +33,7 @@ def fit(
     method: Annotated[Method, typer.Option("--method", help="orthogonal: Procrustes, an isometry (the paper's bound holds). whitened: whiten both sides, rotate, re-weight, de-whiten (often best top-1; not an isometry). affine: ridge least squares, regulariser by GCV. auto: fit every candidate and keep the best held-out top-1 (needs --holdout).")] = Method.orthogonal,
     reweight: Annotated[Optional[float], typer.Option("--reweight", help="whitened/auto: weight shared directions by canonical correlation^P (0: none, 1: least squares; default 0.5).", min=0.0, max=1.0, metavar="P")] = None,
     holdout: Annotated[float, typer.Option("--holdout", help="Fraction of pairs kept out of the fit to measure the map on (0 = none).", min=0.0, max=0.99)] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control (an integer >= 0).", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control (an integer >= 0).", min=0, max=2**63 - 1)] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Compute the quality report (a second pass over the anchors). --no-report fits in one pass.")] = True,
     eval_size: EvalSize = 10000,
     min_top1: MinTop1 = None,

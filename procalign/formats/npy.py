@@ -92,7 +92,12 @@ class NpySource(Source):
             return
         for a in range(start, self.rows, batch_rows):
             n = min(batch_rows, self.rows - a)
-            yield Batch(a, map_rows(self._file.fileno(), self._offset, self.dtype, self.dim, a, n))
+            try:
+                window = map_rows(self._file.fileno(), self._offset, self.dtype, self.dim, a, n)
+            except ValueError:  # the mapping runs past the end: the file shrank after it was opened
+                raise InputError(f"file ended before row {a + n}; it was truncated while being read", self.path) \
+                    from None
+            yield Batch(a, window)
 
     def take(self, indices):
         mm = np.memmap(self.path, dtype=self._file_dtype, mode="r", offset=self._offset,

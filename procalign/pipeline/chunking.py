@@ -31,6 +31,7 @@ def apply_chunk_rows(budget_mb: int, source, sink_class, d_out: int, out_itemsiz
 
 def pair_chunk_rows(budget_mb: int, source, target) -> int:
     """Rows per chunk when reading anchor pairs from two sources."""
-    per_row = RING * (source.dim * source.dtype.itemsize + target.dim * target.dtype.itemsize) \
+    per_row = (RING + source.extra_buffers) * source.dim * source.dtype.itemsize \
+        + (RING + target.extra_buffers) * target.dim * target.dtype.itemsize \
         + 4 * (source.dim + target.dim)  # plus the shifted float32 copies of a block
     return rows_for_budget(budget_mb, per_row)

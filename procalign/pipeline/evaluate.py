@@ -8,6 +8,7 @@ saved map still reaches. The statistics cost two more products per chunk (the Gr
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..math.sampling import RowSample, uniform_by_index
 from ..math.stats import AlignmentStats
 from ..transform import Transform
 from .anchors import iter_pairs, pair_anchors
+from .spool import random_access, spool_dir
 from .chunking import pair_chunk_rows
 from .progress import Progress
 
@@ -78,14 +80,17 @@ def evaluate_files(job: EvaluateJob, progress: Progress | None = None) -> dict:
     progress = progress or Progress()
     t = job.transform
     options = ReadOptions(job.column, job.id_column)
-    with open_source(job.source, options) as src, open_source(job.target, options) as tgt:
+    spool = spool_dir()  # streamed samples are copied so they can be paired by id
+    with spool, contextlib.ExitStack() as opened:
+        src, tgt = (opened.enter_context(random_access(open_source(loc, options), spool.name))
+                    for loc in (job.source, job.target))
         check_sample_space(src.stamp(), t.source.name, "source", job.source.path, job.force)
         check_sample_space(tgt.stamp(), t.target.name, "target", job.target.path, job.force)
         if (src.dim, tgt.dim) != (t.d_source, t.d_target):
             raise TransformFileError(f"transform maps {t.d_source}-d -> {t.d_target}-d but the files are "
                                      f"{src.dim}-d and {tgt.dim}-d; pass SOURCE then TARGET", job.transform_path)
         pairing = pair_anchors(src, tgt, job.by_position)
-        rows = job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt)
+        rows = max(1, min(job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt), pairing.pairs))
         keep = min(1.0, job.eval_size / pairing.pairs)
         names = ["aligned", "unaligned"] if src.dim == tgt.dim else ["aligned"]
         agreements = {name: Agreement() for name in names}
@@ -125,3 +130,22 @@ def sample_bound(stats: AlignmentStats, t: Transform, aligned: Agreement) -> dic
     bound.update(transform_achieved=float(np.sqrt(aligned.res_sq)), transform_per_sample=aligned.res_sq / stats.n,
                  transform_method=t.method)
     return bound
+
+
+MIN_PAIRS = 10  # as for a fit's held-out pairs: fewer make top-1 and cosine too noisy to gate on
+
+
+def unsupported_gates(report: dict, gates: dict) -> list[str]:
+    """Gates cannot judge a sample too small to support them: say so instead of passing."""
+    if any(v is not None for v in gates.values()) and report["pairs"] < MIN_PAIRS:
+        return [f"gates not judged: only {report['pairs']} pairs in the sample; evaluate on at least {MIN_PAIRS}"]
+    return []
+
+
+def sample_warnings(report: dict) -> list[str]:
+    p = report["pairing"]
+    if p["mode"] == "id":
+        smaller = p["pairs"] + min(p["ids_only_in_source"], p["ids_only_in_target"])
+        if p["pairs"] < 0.5 * smaller:
+            return [f"only {p['pairs']} of {smaller} ids were matched between the two files; check --id-column"]
+    return []
