@@ -61,6 +61,26 @@ def test_apply_and_inverse_round_trip_through_the_file(tmp_path, rng, method):
     assert inv.checksum
 
 
+@pytest.mark.parametrize("method", ["whitened", "affine"])
+@pytest.mark.parametrize("inverse", [False, True])
+def test_export_writes_every_method_as_procalign_applies_it(tmp_path, rng, method, inverse):
+    faiss = pytest.importorskip("faiss")
+    x, y = general_pairs(rng)
+    src, tgt = write_pair(tmp_path, x, y)
+    assert invoke("fit", src, tgt, "-o", tmp_path / "t.npz", "--method", method, "--no-report").exit_code == 0
+    t = load_transform(tmp_path / "t.npz")
+    t = t.inverse() if inverse else t
+    rows = (y if inverse else x)[:200]
+    flag = ["--inverse"] if inverse else []
+    assert invoke("export", tmp_path / "t.npz", "-o", tmp_path / "t.faiss", *flag).exit_code == 0
+    vt = faiss.read_VectorTransform(str(tmp_path / "t.faiss"))
+    np.testing.assert_allclose(vt.apply(rows.astype(np.float32)), t(rows), rtol=1e-4, atol=1e-4 * np.abs(t(rows)).max())
+    assert invoke("export", tmp_path / "t.npz", "-o", tmp_path / "t.json", "--format", "json", *flag).exit_code == 0
+    doc = json.loads((tmp_path / "t.json").read_text())
+    np.testing.assert_allclose(rows @ np.array(doc["A"]).T + np.array(doc["b"]), t(rows), atol=1e-8)
+    assert doc["method"] == method
+
+
 # usage ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, pattern", [
