@@ -200,6 +200,12 @@ def test_undetermined_directions_warn_with_the_effective_rank(tmp_path, rng):
     assert any("determine only 3 of 32 directions" in w for w in t.provenance["warnings"])
 
 
+def test_too_few_anchors_warn_once(tmp_path, rng):
+    x, y = rotation_case(rng, n=20, d=32)
+    warnings = fit(tmp_path, x, y).provenance["warnings"]
+    assert len(warnings) == 1 and "only 20 anchor pairs for 32 dimensions" in warnings[0]
+
+
 # evaluate ------------------------------------------------------------------------------------
 
 def test_evaluate_reports_the_bound_on_the_sample(tmp_path, rng):

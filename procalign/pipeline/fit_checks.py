@@ -36,7 +36,9 @@ def diagnostic_warnings(diagnostics: dict, transform: Transform, anchors: int) -
                         f"keeps lengths, so with a difference above {NORM_RATIO_LIMIT:g}x mapped rows land far "
                         "from their targets; fit with --scale, --normalize or --method auto")
     missing = rank["directions"] - rank["effective_rank"]
-    if anchors > rank["directions"] and missing > max(FEW_DIRECTIONS, FEW_DIRECTIONS_SHARE * rank["directions"]):
+    # with no more pairs than dimensions fit_and_save.fit_warnings has already said so
+    enough = anchors > max(transform.d_source, transform.d_target)
+    if enough and missing > max(FEW_DIRECTIONS, FEW_DIRECTIONS_SHARE * rank["directions"]):
         warnings.append(f"the anchors determine only {rank['effective_rank']} of {rank['directions']} directions "
                         f"(effective rank of the cross-product X^T Y): the map is arbitrary in the other {missing}; "
                         "use more varied anchors, or check that the pairs match")
