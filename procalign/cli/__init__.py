@@ -1,19 +1,21 @@
 """The procalign command line: one module per command, assembled here."""
 from __future__ import annotations
 
+import warnings
 from typing import Annotated
 
 import typer
 
 from .. import __version__
 from .apply import apply
+from .entry import ProcalignGroup
 from .errors import install_signal_handlers, state
 from .evaluate import evaluate
 from .fit import fit
 from .inspect import inspect
 
 app = typer.Typer(
-    name="procalign",
+    name="procalign", cls=ProcalignGroup,
     help="Align two embedding spaces with orthogonal Procrustes: fit a map from paired anchors, "
          "apply it to files of any size, and measure how good it is.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -28,10 +30,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks and Python warnings instead of one-line errors.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     state["debug"] = debug
+    if debug:  # undoes ProcalignGroup's filter, for this invocation only
+        warnings.simplefilter("default")
     install_signal_handlers()
 
 

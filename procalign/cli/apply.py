@@ -7,25 +7,25 @@ import typer
 
 from ..formats.registry import format_help
 from .errors import exit_codes
-from .options import Column, Dataset, Json, Overwrite, Quiet, Wait
+from .options import BatchRows, Column, Dataset, Force, Json, Memory, Overwrite, Quiet, Wait, input_locations
 from .render import print_json, progress_for, stderr, stdout
 
 DTYPES = ("float16", "float32", "float64")
 
 
 def apply(
-    transform: Annotated[str, typer.Argument(help="Transform file written by `procalign fit` (maps its SOURCE space into its TARGET space).", show_default=False)],
-    input: Annotated[str, typer.Argument(help=f"Vectors to map ({format_help()}), in the SOURCE space (TARGET with --inverse).", show_default=False)],
+    transform: Annotated[str, typer.Argument(metavar="TRANSFORM", help="Transform file written by `procalign fit` (maps its SOURCE space into its TARGET space).", show_default=False)],
+    input: Annotated[str, typer.Argument(metavar="INPUT", help=f"Vectors to map ({format_help()}), in the SOURCE space (TARGET with --inverse).", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help=f"Where to write the mapped vectors ({format_help()}).", show_default=False)],
     inverse: Annotated[bool, typer.Option("--inverse", help="Map the other way: from the transform's TARGET space back into its SOURCE space.")] = False,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="Output float type (default: the input's): float16, float32 or float64.")] = None,
     column: Column = None,
     dataset: Dataset = None,
-    memory: Annotated[int, typer.Option("--memory", help="Memory budget in MB for the streaming buffers (sets the chunk size).", min=8)] = 128,
-    batch_rows: Annotated[Optional[int], typer.Option("--batch-rows", help="Rows per chunk (overrides --memory).", min=1)] = None,
+    memory: Memory = 128,
+    batch_rows: BatchRows = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue a run that was killed, from its last completed chunk (same input, transform and options).")] = False,
     fsync: Annotated[bool, typer.Option("--fsync", help="fsync the output before renaming it into place: durable across power loss, at the cost of writing it all to disk first.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Apply even if the input is stamped as being in another space.")] = False,
+    force: Force = False,
     overwrite: Overwrite = False,
     wait: Wait = False,
     json_out: Json = False,
@@ -33,10 +33,9 @@ def apply(
 ) -> None:
     """Map every vector of INPUT with the transform and write OUTPUT, streaming in chunks.
 
-    Other columns (parquet) and datasets (HDF5) pass through. OUTPUT appears only when
-    complete; on any error nothing is left there.
+    Other columns (parquet) and datasets (HDF5) pass through. OUTPUT appears only when complete; on any error nothing is left there.
     """
-    with exit_codes():
+    with exit_codes(output):
         # imported here so that --help starts without numpy, pyarrow or h5py
         from .. import transform_file
         from ..errors import UsageError
@@ -44,7 +43,7 @@ def apply(
         from ..pipeline import ApplyJob, apply_file
         if dtype is not None and dtype not in DTYPES:
             raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
-        job = ApplyJob(transform_file.load(transform), transform, parse_location(input, dataset),
+        job = ApplyJob(transform_file.load(transform), transform, *input_locations([input], dataset),
                        parse_location(output), inverse, dtype, column, memory, batch_rows,
                        overwrite, wait, force, resume, fsync)
         result = apply_file(job, progress_for(quiet or json_out))

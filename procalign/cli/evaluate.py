@@ -6,40 +6,50 @@ from typing import Annotated
 import typer
 
 from .errors import exit_codes
-from .options import ByPosition, Column, EvalSize, IdColumn, Json, MaxResidual, MinCosine, MinTop1, Quiet
+from .options import (BatchRows, ByPosition, Column, Dataset, EvalSize, Force, IdColumn, Json, MaxResidual, Memory,
+                      MinCosine, MinTop1, Quiet, input_locations)
 from .render import print_json, progress_for, stdout
 from .report_view import metrics_table
 
 
 def evaluate(
-    transform: Annotated[str, typer.Argument(help="Transform file (maps its SOURCE space into its TARGET space).", show_default=False)],
-    source: Annotated[str, typer.Argument(help="Sample of items in the SOURCE space.", show_default=False)],
-    target: Annotated[str, typer.Argument(help="The same items in the TARGET space (paired by id or by row).", show_default=False)],
+    transform: Annotated[str, typer.Argument(metavar="TRANSFORM", help="Transform file (maps its SOURCE space into its TARGET space).", show_default=False)],
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help="Sample of items in the SOURCE space.", show_default=False)],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="The same items in the TARGET space (paired by id or by row).", show_default=False)],
     eval_size: EvalSize = 10000,
     min_top1: MinTop1 = None,
     min_cosine: MinCosine = None,
     max_residual: MaxResidual = None,
     column: Column = None,
     id_column: IdColumn = None,
+    dataset: Dataset = None,
     by_position: ByPosition = False,
+    memory: Memory = 128,
+    batch_rows: BatchRows = None,
+    force: Force = False,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Measure how well a saved SOURCE -> TARGET map aligns a new sample of pairs (drift check)."""
+    """Measure how well a saved SOURCE -> TARGET map aligns a new sample of pairs (drift check).
+
+    Nothing is written. Samples stamped as being in another space than the transform's SOURCE and TARGET are refused (exit 8) unless --force.
+    """
     with exit_codes():
         # imported here so that --help starts without numpy, pyarrow or h5py
         from .. import transform_file
-        from ..formats import parse_location
         from ..pipeline.evaluate import EvaluateJob, evaluate_files
         from ..pipeline.report import gate_error, unmet_gates
-        job = EvaluateJob(transform_file.load(transform), transform, parse_location(source), parse_location(target),
-                          column, id_column, by_position, eval_size=eval_size)
+        job = EvaluateJob(transform_file.load(transform), transform, *input_locations([source, target], dataset),
+                          column, id_column, by_position, batch_rows=batch_rows, memory_mb=memory,
+                          eval_size=eval_size, force=force)
         report = evaluate_files(job, progress_for(quiet or json_out))
         failures = unmet_gates(report["aligned"], {"min_top1": min_top1, "min_cosine": min_cosine,
-                                                   "max_residual": max_residual})
+                                                   "max_residual": max_residual},
+                               not_measured="fewer than 2 pairs sampled; raise --eval-size")
         if json_out:
             print_json({"report": report, "gates_failed": failures})
         else:
             stdout.print(metrics_table(f"{report['pairs']} pairs ({report['sample']} sampled for retrieval)", report))
         if failures:
-            raise gate_error(failures, transform)
+            raise gate_error(failures, transform, "the map does not meet it on this sample; refit it on current pairs "
+                                                  "or relax the gate")

@@ -1,4 +1,4 @@
-"""`procalign fit SOURCE TARGET -o T.npz`: learn the map from SOURCE's space into TARGET's."""
+"""`procalign fit SOURCE TARGET [-o T.npz]`: learn the map from SOURCE's space into TARGET's."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,21 +8,22 @@ import typer
 
 from ..formats.registry import format_help
 from .errors import exit_codes
-from .options import ByPosition, Column, EvalSize, IdColumn, Json, MaxResidual, MinCosine, MinTop1, Overwrite, Quiet
-from .render import print_json, progress_for
+from .options import (BatchRows, ByPosition, Column, Dataset, EvalSize, IdColumn, Json, MaxResidual, Memory, MinCosine,
+                      MinTop1, Overwrite, Quiet, Wait, input_locations)
+from .render import print_json, progress_for, stderr
 from .report_view import show_fit
 
 
 def fit(
-    source: Annotated[str, typer.Argument(help=f"Anchors in the SOURCE space (the space you map from): {format_help()}.", show_default=False)],
-    target: Annotated[str, typer.Argument(help="The same items in the TARGET space (the space you map into).", show_default=False)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Transform file to write (.npz), mapping SOURCE -> TARGET.", show_default=False)],
+    source: Annotated[str, typer.Argument(metavar="SOURCE", help=f"Anchors in the SOURCE space (the space you map from): {format_help()}.", show_default=False)],
+    target: Annotated[str, typer.Argument(metavar="TARGET", help="The same items in the TARGET space (the space you map into).", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Transform file to write (.npz), mapping SOURCE -> TARGET. Without it, fit only prints the report.", show_default=False)] = None,
     centre: Annotated[bool, typer.Option("--centre/--no-centre", help="Subtract each space's mean before the rotation and add the target mean back (default on: measured better on real model pairs).")] = True,
     normalize: Annotated[bool, typer.Option("--normalize", help="L2-normalise inputs (and outputs when applying).")] = False,
     scale: Annotated[bool, typer.Option("--scale", help="Also fit one isotropic scale factor.")] = False,
     rotation_only: Annotated[bool, typer.Option("--rotation-only", help="Forbid reflections (det = +1); equal dimensions only.")] = False,
     holdout: Annotated[float, typer.Option("--holdout", help="Fraction of pairs kept out of the fit to measure the map on (0 = none).", min=0.0, max=0.99)] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control (an integer >= 0).", min=0)] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Compute the quality report (a second pass over the anchors). --no-report fits in one pass.")] = True,
     eval_size: EvalSize = 10000,
     min_top1: MinTop1 = None,
@@ -32,36 +33,38 @@ def fit(
     target_name: Annotated[Optional[str], typer.Option("--target-name", help="Name of the target space (default: TARGET file stem).")] = None,
     column: Column = None,
     id_column: IdColumn = None,
+    dataset: Dataset = None,
     by_position: ByPosition = False,
-    memory: Annotated[int, typer.Option("--memory", help="Memory budget in MB for the streaming buffers (sets the chunk size).", min=8)] = 128,
-    batch_rows: Annotated[Optional[int], typer.Option("--batch-rows", help="Rows per chunk (overrides --memory).", min=1)] = None,
+    memory: Memory = 128,
+    batch_rows: BatchRows = None,
     overwrite: Overwrite = False,
+    wait: Wait = False,
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Learn the orthogonal map from SOURCE's embedding space into TARGET's.
 
-    Row i of SOURCE and row i of TARGET must be the same item, or both files carry ids and the
-    pairs are joined by id. The map is written to -o and its quality is printed.
+    Row i of SOURCE and row i of TARGET must be the same item, or both files carry ids and the pairs are joined by id. The map is written to -o (if given) and its quality is printed.
     """
-    with exit_codes():
+    with exit_codes(output):
         # imported here so that --help starts without numpy, pyarrow or h5py
-        from ..formats import parse_location
         from ..pipeline.fit import FitJob
         from ..pipeline.fit_and_save import fit_and_save
         from ..pipeline.report import gate_error
         from ..math.procrustes import FitOptions
-        job = FitJob(parse_location(source), parse_location(target),
-                     FitOptions(centre, normalize, scale, rotation_only), column, id_column, by_position,
-                     batch_rows, holdout, seed, report or any(g is not None for g in (min_top1, min_cosine, max_residual)),
-                     eval_size, source_name, target_name, memory)
         gates = {"min_top1": min_top1, "min_cosine": min_cosine, "max_residual": max_residual}
-        _, transform, failures = fit_and_save(job, output, gates, overwrite, progress_for(quiet or json_out))
-        metadata = transform.metadata
-        written = None if failures else str(output)
+        job = FitJob(*input_locations([source, target], dataset),
+                     FitOptions(centre, normalize, scale, rotation_only), column, id_column, by_position,
+                     batch_rows, holdout, seed, report or any(g is not None for g in gates.values()),
+                     eval_size, source_name, target_name, memory)
+        _, transform, failures = fit_and_save(job, output, gates, overwrite, progress_for(quiet or json_out), wait=wait)
+        for warning in transform.provenance.get("warnings", []):
+            stderr.print(f"warning: {warning}")
+        written = str(output) if output is not None and not failures else None
         if json_out:
-            print_json({"output": written, "gates_failed": failures, **metadata})
+            print_json({"output": written, "gates_failed": failures, **transform.metadata})
         else:
-            show_fit(metadata, written)
+            show_fit(transform.metadata, f"wrote {written}" if written else
+                     "nothing written (quality gate failed)" if failures else "nothing written (no -o given)")
         if failures:
-            raise gate_error(failures, str(output))
+            raise gate_error(failures, None if output is None else str(output), "nothing was written")

@@ -7,24 +7,28 @@ import typer
 
 from ..formats.registry import format_help
 from .errors import exit_codes
-from .options import Column, Dataset, Json
+from .options import Column, Dataset, Json, Quiet, input_locations
 from .render import key_value_table, print_json, stdout
 from .report_view import quality_line, show_report
 
 
 def inspect(
-    path: Annotated[str, typer.Argument(help=f"A transform file (.npz) or an embedding file ({format_help()}).", show_default=False)],
+    path: Annotated[str, typer.Argument(metavar="FILE", help=f"A transform file (.npz) or an embedding file ({format_help()}).", show_default=False)],
     column: Column = None,
     dataset: Dataset = None,
     json_out: Json = False,
+    quiet: Quiet = False,  # inspect shows no progress; accepted so that every command takes -q
 ) -> None:
-    """Show what a transform file holds (direction, options, fit and quality), or the shape and
-    space stamp of an embedding file."""
+    """Show what a transform file holds (direction, options, fit and quality), or the shape and space stamp of an embedding file."""
     with exit_codes():
         # imported here so that --help starts without numpy, pyarrow or h5py
         from .. import transform_file
-        from ..formats import open_reader, parse_location
+        from ..errors import UsageError
+        from ..formats import open_reader
         if path.lower().endswith(".npz"):
+            if column is not None or dataset is not None:
+                raise UsageError("--column and --dataset select data in an embedding file, not in a transform file; "
+                                 "drop them", path)
             t = transform_file.load(path)
             meta = t.metadata
             if json_out:
@@ -41,7 +45,7 @@ def inspect(
                 show_report(meta["report"])
             stdout.print(quality_line(meta))
             return
-        with open_reader(parse_location(path, dataset), column) as reader:
+        with open_reader(*input_locations([path], dataset), column) as reader:
             info = {"path": path, "rows": reader.rows, "dim": reader.dim, "dtype": str(reader.dtype),
                     "stamp": reader.stamp()}
         if json_out:

@@ -61,7 +61,8 @@ def quality_line(meta: dict) -> str:
             f"relative residual {fmt(fit.get('relative_residual'), 3)} (use --holdout for held-out numbers)")
 
 
-def show_fit(meta: dict, written: str | None) -> None:
+def show_fit(meta: dict, outcome: str) -> None:
+    """The report, then what was fitted, its quality, and ``outcome`` (what happened to -o) last."""
     if meta.get("report"):
         show_report(meta["report"])
     p = meta.get("pairing", {})
@@ -71,4 +72,4 @@ def show_fit(meta: dict, written: str | None) -> None:
     stdout.print(f"fitted {meta['source']['name']} ({meta['source']['dim']}-d) -> {meta['target']['name']} "
                  f"({meta['target']['dim']}-d) on {meta['anchors']} anchors, {paired}")
     stdout.print(quality_line(meta))
-    stdout.print(f"wrote {written}" if written else "nothing written")
+    stdout.print(outcome)

@@ -1,8 +1,8 @@
 """`.npy` files: a 2-D float16/32/64 array, C order, read and written in row chunks.
 
-Reading parses the header itself (never unpickles, whatever the file says) and then reads rows
-with plain ``readinto`` into reused buffers, which measured faster than a memory map's page
-faults. Writing streams raw rows after a header written up front; when the row count is not
+Reading parses the header itself (never unpickles, whatever the file says) and then hands out
+bounded memory-mapped windows of rows (`mapped.map_rows`): no copy through Python buffers.
+Files in another byte order are read with ``readinto`` into reused buffers and swapped. Writing streams raw rows after a header written up front; when the row count is not
 known up front (a stream), the header reserves room and is rewritten with the count at the end.
 A stamp lives in a sidecar ``NAME.npy.procalign.json`` (written after the rename).
 """
@@ -17,6 +17,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from ..errors import InputError
+from .mapped import map_rows
 from .base import FLOAT_DTYPES, Batch, parse_stamp, BufferRing, ReadOptions, Sink, SinkSpec, Source
 
 STAMP_SUFFIX = ".procalign.json"
@@ -81,10 +82,14 @@ class NpySource(Source):
         return out
 
     def batches(self, batch_rows, start=0, with_ids=False):
-        ring = BufferRing((min(batch_rows, max(self.rows, 1)), self.dim), self.dtype, self.ring_size)
+        if self._file_dtype != self.dtype:  # another byte order: copy and swap
+            ring = BufferRing((min(batch_rows, max(self.rows, 1)), self.dim), self.dtype, self.ring_size)
+            for a in range(start, self.rows, batch_rows):
+                yield Batch(a, self._read_rows(a, ring.next(min(batch_rows, self.rows - a))))
+            return
         for a in range(start, self.rows, batch_rows):
             n = min(batch_rows, self.rows - a)
-            yield Batch(a, self._read_rows(a, ring.next(n)))
+            yield Batch(a, map_rows(self._file.fileno(), self._offset, self.dtype, self.dim, a, n))
 
     def take(self, indices):
         mm = np.memmap(self.path, dtype=self._file_dtype, mode="r", offset=self._offset,
@@ -122,7 +127,12 @@ def stream_header(dtype: np.dtype, rows: int, dim: int) -> bytes:
 
 
 class NpySink(Sink):
-    """Writes the header for (rows, dim) first, then rows as they come."""
+    """Writes the header for (rows, dim) first, then rows as they come.
+
+    When the row count is known the file is allocated whole up front (``posix_fallocate``: a
+    full disk fails now, not mid-way) and `window` hands out writable memory-mapped rows, so
+    the product writes straight into the file; a stream is appended with plain writes.
+    """
 
     def __init__(self, path, spec: SinkSpec, resume_rows=0):
         super().__init__(path, spec, resume_rows)
@@ -140,14 +150,18 @@ class NpySink(Sink):
                 raise ValueError(f"the partial file holds {(held - self._offset) // self._row_bytes} rows, "
                                  f"not {resume_rows}")
             self._file.seek(end)
-            self._file.truncate()
+            if spec.rows is None:
+                self._file.truncate()
         else:
-            self._file = open(path, "wb")
+            self._file = open(path, "w+b")  # read too: windows map the file read-write
             if spec.rows is None:
                 self._file.write(stream_header(self.dtype, 0, self.dim))
             else:
                 npformat.write_array_header_1_0(self._file, _header(self.dtype, spec.rows, self.dim))
             self._offset = self._file.tell()
+            self._file.flush()
+            if spec.rows:
+                os.posix_fallocate(self._file.fileno(), 0, self._offset + spec.rows * self._row_bytes)
 
     def row_at(self, index):
         row = np.empty(self.dim, self.dtype)
@@ -155,8 +169,18 @@ class NpySink(Sink):
         row.view(np.uint8)[:] = np.frombuffer(got, np.uint8) if len(got) == self._row_bytes else 0
         return row
 
+    def window(self, start: int, rows: int) -> np.ndarray | None:
+        """Writable rows ``start .. start+rows-1`` of the file itself (None for a stream)."""
+        if self.spec.rows is None:
+            return None
+        return map_rows(self._file.fileno(), self._offset, self.dtype, self.dim, start, rows, writable=True)
+
+    def advance(self, rows: int) -> None:
+        self.written += rows
+
     def write(self, embeddings, extra=None, ids=None):
         a = np.ascontiguousarray(embeddings, dtype=self.dtype)
+        self._file.seek(self._offset + self.written * self._row_bytes)
         self._file.write(memoryview(a).cast("B"))
         self.written += len(a)
 

@@ -101,6 +101,12 @@ class AlignmentStats:
             bad_y = np.flatnonzero(~np.isfinite(y).all(axis=1))
             if len(bad_x) or len(bad_y):
                 raise NonFiniteInput(bad_x, bad_y)
+        finite = np.isfinite(cross).all() and np.isfinite(sq_x + sq_y) and \
+            (not with_gram or (np.isfinite(gram_x).all() and np.isfinite(gram_y).all()))
+        if (wx != np.float64 or wy != np.float64) and not finite:
+            # finite float32 values whose products overflow float32 (|x| ~ 1e19 and up): redo
+            # this chunk in float64, which is only ever needed for such extreme values
+            return cls.from_batch(np.asarray(x, np.float64), np.asarray(y, np.float64), with_gram, block)
         # Move from the provisional shift to the exact mean: small terms, no cancellation.
         dx, dy = sum_x / n, sum_y / n
         stats = cls(n, shift_x + dx, shift_y + dy, cross - n * np.outer(dx, dy),

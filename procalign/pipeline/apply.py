@@ -83,7 +83,6 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
         identity = {**input_identity(job.source.path), "transform": stamp["transform"], "inverse": job.inverse,
                     "dtype": str(out_dtype), "batch_rows": rows, "rows": source.rows,
                     "format": job.destination.format.name}
-        mapper = BatchMapper(applied.map, source.dtype, out_dtype, rows)
         began = time.perf_counter()
         with Delivery(job.destination.path, [job.source.path], sink, spec, identity, job.policy) as delivery:
             if job.source.format.name == "parquet" and not same_format:
@@ -92,8 +91,12 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                 delivery.notes.append(f"ids are not carried into a {job.destination.format.name} output")
             progress.start("applying", None if source.rows is None else source.rows - delivery.start)
 
-            def write(out, batch):
-                delivery.write(out, batch.extra, batch.ids)
+            # rows go straight into the destination when it can map itself, unless ids ride along
+            into = delivery.sink.window if carry_ids is None else None
+            mapper = BatchMapper(applied.map, source.dtype, out_dtype, rows, into)
+
+            def write(out, batch, in_place):
+                delivery.write(out, batch.extra, batch.ids, in_place)
                 progress.advance(len(out))
 
             try:

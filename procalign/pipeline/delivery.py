@@ -262,10 +262,14 @@ class Delivery:
             sink.abort()
             raise ValueError(f"the partial file's row {self.start - 1} is not the one the journal recorded")
 
-    def write(self, rows, extra=None, ids=None) -> None:
-        """Append one chunk and record it: after this returns, a kill loses nothing of it."""
+    def write(self, rows, extra=None, ids=None, in_place=False) -> None:
+        """Append one chunk and record it: after this returns, a kill loses nothing of it.
+        ``in_place``: the rows were already filled through the sink's `window`."""
         try:
-            self.sink.write(rows, extra, ids)
+            if in_place:
+                self.sink.advance(len(rows))
+            else:
+                self.sink.write(rows, extra, ids)
             self.sink.flush()
         except OSError as e:
             raise _named(e, self.named) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import transform_file
 from ..transform import Transform
-from .delivery import Destination, check_destination
+from .delivery import Destination
 from .fit import FitJob, FitResult, fit_files
 from .progress import Progress
 from .report import build_report, gated_block, unmet_gates
@@ -60,8 +60,19 @@ def fit_and_save(job: FitJob, output: Path | None, gates: dict | None = None, ov
     gate is unmet, or ``output`` is None, nothing is written.
     """
     inputs = [job.source.path, job.target.path]
-    if output is not None:
-        check_destination(output, inputs, overwrite)  # fail before the work, not after
+    if output is None:
+        return _fit_and_gate(job, gates, progress)
+    # Lock before the work: a second fit to the same file fails at once (or waits) instead of
+    # after a fit it cannot write.
+    with Destination(output, inputs, overwrite, wait) as dest:
+        result, transform, failures = _fit_and_gate(job, gates, progress)
+        if not failures:
+            transform = transform_file.save(transform, dest.temp)
+            dest.commit()
+    return result, transform, failures
+
+
+def _fit_and_gate(job: FitJob, gates: dict | None, progress: Progress | None) -> tuple[FitResult, Transform, list[str]]:
     result = fit_files(job, progress)
     transform = result.transform.with_provenance(warnings=fit_warnings(result))
     if job.report:
@@ -76,8 +87,4 @@ def fit_and_save(job: FitJob, output: Path | None, gates: dict | None = None, ov
         problem = gate_support(transform, result.stats.n)
         failures = [f"gates not judged: {problem}"] if problem else \
             unmet_gates(gated_block(transform.provenance.get("report", {})), gates)
-    if output is not None and not failures:
-        with Destination(output, inputs, overwrite, wait) as dest:
-            transform = transform_file.save(transform, dest.temp)
-            dest.commit()
     return result, transform, failures

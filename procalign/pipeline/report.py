@@ -116,8 +116,12 @@ def gated_block(report: dict) -> dict:
     return held["aligned"] if held else report.get("anchors", {})
 
 
-def unmet_gates(block: dict, gates: dict[str, float | None]) -> list[str]:
-    """Unmet gates as text ("--min-top1 0.9: got 0.8500 (short by 0.0500)"); empty if all pass."""
+def unmet_gates(block: dict, gates: dict[str, float | None], not_measured: str = "fit with --holdout") -> list[str]:
+    """Unmet gates as text ("--min-top1 0.9: got 0.8500 (short by 0.0500)"); empty if all pass.
+
+    A metric that is missing (``not_measured`` says why) or not finite fails its gate: NaN
+    compares false with any limit, so it would otherwise always pass.
+    """
     failures = []
     for name, limit in gates.items():
         if limit is None:
@@ -128,11 +132,15 @@ def unmet_gates(block: dict, gates: dict[str, float | None]) -> list[str]:
             value = value.get(key) if isinstance(value, dict) else None
         flag = "--" + name.replace("_", "-")
         if value is None:
-            failures.append(f"{flag} {limit}: not measured (fit with --holdout)")
+            failures.append(f"{flag} {limit}: not measured ({not_measured})")
+        elif not np.isfinite(value):
+            failures.append(f"{flag} {limit}: got {value} (not a finite number)")
         elif (value < limit) if higher else (value > limit):
             failures.append(f"{flag} {limit}: got {value:.4f} ({'short' if higher else 'over'} by {abs(value - limit):.4f})")
     return failures
 
 
-def gate_error(failures: list[str], where: str) -> QualityGateError:
-    return QualityGateError("quality gate failed: " + "; ".join(failures) + "; nothing was written", where)
+def gate_error(failures: list[str], where: str | None, outcome: str) -> QualityGateError:
+    """The error for unmet gates; ``outcome`` is the caller's word on what follows
+    ("nothing was written" from fit; evaluate writes nothing anyway)."""
+    return QualityGateError("quality gate failed: " + "; ".join(failures) + f"; {outcome}", where)

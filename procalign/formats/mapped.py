@@ -1,0 +1,31 @@
+"""Zero-copy windows of rows: a bounded piece of a file mapped into memory.
+
+A window is an ndarray over ``mmap`` pages of the file itself, so reading one copies nothing
+(the pages come from the page cache, read ahead by the kernel) and a product can write its
+result straight into the output file. Each window maps only its own rows and is unmapped when
+the array is dropped, so resident memory stays bounded by the windows in flight, whatever the
+file size. Pages written through a shared mapping belong to the kernel: they reach the file
+even if this process is killed right after, which is what a resumable writer needs.
+"""
+from __future__ import annotations
+
+import mmap
+
+import numpy as np
+
+
+def map_rows(fileno: int, data_offset: int, dtype: np.dtype, dim: int, start: int, rows: int,
+             writable: bool = False) -> np.ndarray:
+    """Rows ``start .. start+rows-1`` of a C-order (n, dim) array stored at ``data_offset``."""
+    dtype = np.dtype(dtype)
+    if rows == 0 or dim == 0:
+        return np.empty((rows, dim), dtype)
+    first = data_offset + start * dim * dtype.itemsize
+    aligned = first - first % mmap.ALLOCATIONGRANULARITY
+    length = first - aligned + rows * dim * dtype.itemsize
+    access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+    m = mmap.mmap(fileno, length, access=access, offset=aligned)
+    if not writable:
+        m.madvise(mmap.MADV_WILLNEED)  # start reading ahead now, while the previous window computes
+    # the array keeps the mapping alive; dropping the array unmaps it
+    return np.frombuffer(m, dtype, rows * dim, first - aligned).reshape(rows, dim)
