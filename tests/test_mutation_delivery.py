@@ -377,14 +377,17 @@ def test_resume_refuses_a_partial_file_that_disagrees_with_the_journal(tmp_path)
     assert np.array_equal(np.load(final), rows())
 
 
-def test_resume_of_a_journal_that_claims_too_much(tmp_path):
+@pytest.mark.parametrize("spec,reason", [
+    (SinkSpec(3, np.dtype(np.float32), None), "the partial file holds 5 rows, not 15"),  # a stream: cut to size
+    (SPEC, "the partial file's row 14 is not the one the journal recorded"),  # allocated whole: row 14 unwritten
+])
+def test_resume_of_a_journal_that_claims_too_much(tmp_path, spec, reason):
     final = tmp_path / "out.npy"
-    killed_after(tmp_path, final, 1)
+    killed_after(tmp_path, final, 1, spec=spec)
     j = jn.Journal.read(final)
     j.save(15, j.tail)
-    with dv.Delivery(final, [], NpySink, SPEC, IDENTITY, dv.DeliveryPolicy(resume=True)) as d:
-        assert d.start == 0 and d.notes == ["could not resume (the partial file holds 5 rows, not 15); "
-                                            "started from the beginning"]
+    with dv.Delivery(final, [], NpySink, spec, IDENTITY, dv.DeliveryPolicy(resume=True)) as d:
+        assert d.start == 0 and d.notes == [f"could not resume ({reason}); started from the beginning"]
         assert d.sink.written == 0
 
 

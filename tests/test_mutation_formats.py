@@ -231,7 +231,8 @@ def test_npy_fortran_order_of_a_single_row_or_column_is_fine(tmp_path, shape):
 
 
 def test_npy_file_that_shrinks_while_read(tmp_path, rng):
-    a = rng.normal(size=(4000, 4)).astype(np.float32)  # larger than the reader's buffer
+    # the byte-swapping reader (another byte order) reads with readinto and must notice the end
+    a = rng.normal(size=(4000, 4)).astype(">f4")  # larger than the reader's buffer
     np.save(tmp_path / "x.npy", a)
     with open_reader(parse_location(str(tmp_path / "x.npy"))) as r:
         os.truncate(tmp_path / "x.npy", 128 + 4 * 4 * 2900 + 5)  # 2900 whole rows and a bit
@@ -293,23 +294,25 @@ def test_npy_sink_writes_what_numpy_reads(tmp_path, rng, rows):
 def test_npy_sink_resume_truncates_and_refuses_short_files(tmp_path, rng):
     a = rng.normal(size=(10, 2)).astype(np.float32)
     sink = npy.NpySink(tmp_path / "o.npy", SinkSpec(2, np.dtype(np.float32), 10))
+    assert (tmp_path / "o.npy").stat().st_size == 128 + 10 * 8  # allocated whole up front
     sink.write(a[:7])
     sink.flush()
     sink.abort()
     sink.abort()  # twice is harmless
     resumed = npy.NpySink(tmp_path / "o.npy", SinkSpec(2, np.dtype(np.float32), 10), resume_rows=4)
     assert resumed.written == 4 and np.array_equal(resumed.row_at(3), a[3])
-    assert np.array_equal(resumed.row_at(4), np.zeros(2, np.float32))  # cut off: past the end reads as zeros
     resumed.write(a[4:])
     resumed.finish()
     assert np.array_equal(np.load(tmp_path / "o.npy"), a)
     with pytest.raises(ValueError, match="^the partial file holds 10 rows, not 11$"):
         npy.NpySink(tmp_path / "o.npy", SinkSpec(2, np.dtype(np.float32), 12), resume_rows=11)
     stream = npy.NpySink(tmp_path / "s.npy", SinkSpec(2, np.dtype(np.float32), None))
-    stream.write(a[:6])
+    stream.write(a[:8])
     stream.flush()
     stream.abort()
     again = npy.NpySink(tmp_path / "s.npy", SinkSpec(2, np.dtype(np.float32), None), resume_rows=6)
+    assert np.array_equal(again.row_at(5), a[5])
+    assert np.array_equal(again.row_at(6), np.zeros(2, np.float32))  # a stream is cut back: past the end reads 0
     again.write(a[6:])
     again.finish()
     assert np.array_equal(np.load(tmp_path / "s.npy"), a)
