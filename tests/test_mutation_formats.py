@@ -238,7 +238,7 @@ def test_npy_file_that_shrinks_while_read(tmp_path, rng):
         os.truncate(tmp_path / "x.npy", 128 + 4 * 4 * 2900 + 5)  # 2900 whole rows and a bit
         with pytest.raises(InputError) as e:
             list(r.batches(1000))
-    assert message(e).endswith("file ended early at row 2900; it is truncated or being written")
+    assert message(e) == f"{tmp_path / 'x.npy'}: file ended early at row 2900; it is truncated or being written"
 
 
 def test_npy_stamp_sidecars(tmp_path):
@@ -297,7 +297,9 @@ def test_npy_sink_resume_truncates_and_refuses_short_files(tmp_path, rng):
     assert (tmp_path / "o.npy").stat().st_size == 128 + 10 * 8  # allocated whole up front
     sink.write(a[:7])
     sink.flush()
+    handle = sink._file
     sink.abort()
+    assert handle.closed and sink._file is None  # abort releases the handle
     sink.abort()  # twice is harmless
     resumed = npy.NpySink(tmp_path / "o.npy", SinkSpec(2, np.dtype(np.float32), 10), resume_rows=4)
     assert resumed.written == 4 and np.array_equal(resumed.row_at(3), a[3])
@@ -409,16 +411,16 @@ def test_h5_id_datasets(tmp_path):
         assert [b.ids.tolist() for b in r.batches(2, with_ids=True)] == [["a", "bb"], ["c"]]
     with open_reader(parse_location(f"{path}:/emb"), id_column="/short") as r, pytest.raises(InputError) as e:
         r.ids()
-    assert message(e).endswith("id dataset '/short' has shape (2,) for 3 rows; it needs one id per row "
-                               "(or pass --by-position)")
+    assert message(e) == (f"{path}: id dataset '/short' has shape (2,) for 3 rows; it needs one id per row "
+                          "(or pass --by-position)")
     with open_reader(parse_location(f"{path}:/emb"), id_column="/floats") as r:
         assert r.id_kind is None
         with pytest.raises(InputError) as e:
             r.ids()
-    assert message(e).endswith("id dataset '/floats' has dtype float64; ids must be integers or strings")
+    assert message(e) == f"{path}: id dataset '/floats' has dtype float64; ids must be integers or strings"
     with open_reader(parse_location(f"{path}:/emb"), id_column="/missing") as r, pytest.raises(UsageError) as e:
         r.ids()
-    assert message(e).endswith("no id dataset '/missing'; fix --id-column or pass --by-position")
+    assert message(e) == f"{path}: no id dataset '/missing'; fix --id-column or pass --by-position"
     with h5py.File(tmp_path / "noid.h5", "w") as f:
         f["emb"] = np.zeros((2, 2))
     with open_reader(parse_location(str(tmp_path / "noid.h5"))) as r:

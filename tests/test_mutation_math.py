@@ -666,3 +666,98 @@ def test_agreement_streams_and_merges(rng):
     assert s["relative_residual"] == pytest.approx(np.linalg.norm(m - y) / np.linalg.norm(y), rel=1e-12)
     assert s["cosine"]["count"] == 60 and s["cosine"]["mean"] == pytest.approx(brute_cos(m, y).mean())
     assert Agreement().summary()["relative_residual"] is None
+
+
+# ------------------------------------------------------------------ second round: what survived the first
+def test_splitmix_never_warns_on_its_intended_overflow():
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # uint64 products wrap by design; a warning would be noise
+        assert uniform_by_index(3, 4, 987654321).tolist() == [splitmix_reference(i, 987654321) for i in range(3, 7)]
+
+
+def test_holdout_masks_are_boolean():
+    assert HoldoutSplit(0.0).held(0, 4).dtype == np.bool_ and HoldoutSplit(0.5).held(0, 4).dtype == np.bool_
+
+
+def test_bound_on_all_zero_anchors_is_vacuous_and_achieved_stays_small(rng):
+    z = procrustes_bound(AlignmentStats.from_batch(np.zeros((4, 2)), np.zeros((4, 2)), with_gram=True), centre=False)
+    assert z["vacuous"] is True and z["per_sample_bound"] == z["unrelated_per_sample"] == 0.0  # 0 >= 0
+    x = rng.normal(size=(50, 3)) * 0.1
+    exact = procrustes_bound(AlignmentStats.from_batch(x, x @ random_orthogonal(rng, 3), with_gram=True), centre=False)
+    assert exact["achieved"] < 1e-6 and exact["per_sample_achieved"] < 1e-12
+
+
+def test_ridge_default_alpha(rng):
+    x, y = rng.normal(size=(30, 3)), rng.normal(size=(30, 2))
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    lam = 1e-3 * np.trace(xc.T @ xc) / 3
+    w, _ = ridge_map(AlignmentStats.from_batch(x, y, with_gram=True))
+    np.testing.assert_allclose(w, np.linalg.solve(xc.T @ xc + lam * np.eye(3), xc.T @ yc), rtol=1e-10)
+
+
+def test_row_cosines_are_float64_whatever_the_input(rng):
+    a, b = rng.normal(size=(50, 8)).astype(np.float32), rng.normal(size=(50, 8)).astype(np.float32)
+    got = row_cosines(a, b)
+    assert got.dtype == np.float64
+    np.testing.assert_allclose(got, brute_cos(a, b), rtol=0, atol=1e-14)  # float32 arithmetic is ~1e-7 off
+    np.testing.assert_allclose(row_cosines(b, a), brute_cos(b, a), rtol=0, atol=1e-14)
+
+
+def test_ranks_are_integers_with_every_row_set(rng):
+    c = rng.normal(size=(16, 4))
+    q = c + rng.normal(size=(16, 4))
+    junk = np.full(16, -7, np.int64)  # leave a recognisable pattern where np.empty may land
+    del junk
+    ranks = ranks_of_pairs(q, c, block=16)
+    assert ranks.dtype == np.int64 and ranks.tolist() == brute_ranks(q, c).tolist()
+    assert ranks_of_pairs(q, c).tolist() == brute_ranks(q, c).tolist()
+
+
+def test_top10_counts_rank_ten_but_not_eleven():
+    # 40 unit candidates at angles j/100; query 0 sits where exactly 10 others beat its own pair
+    angles = np.arange(40) / 100
+    c = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    q = c.copy()
+    q[0] = [np.cos(0.055), np.sin(0.055)]
+    assert brute_ranks(q, c)[0] == 11
+    r = retrieval(q, c)
+    assert r["top10"] == 39 / 40 and r["top1"] == 39 / 40 and r["mrr"] == pytest.approx((39 + 1 / 11) / 40)
+    q[0] = [np.cos(0.05), np.sin(0.05)]  # now 9 beat it: rank 10 counts
+    assert brute_ranks(q, c)[0] == 10 and retrieval(q, c)["top10"] == 1.0
+
+
+def test_knn_defaults_dtype_and_the_k_th_neighbour(rng):
+    a = rng.normal(size=(300, 6))
+    got = knn_indices(a)
+    assert got.shape == (300, 10) and got.dtype == np.int64
+    assert [set(r) for r in got.tolist()] == brute_knn(a, 10)
+    for k in (3, 7):
+        assert [set(r) for r in knn_indices(a, k=k, block=64).tolist()] == brute_knn(a, k)
+    b = a + rng.normal(size=(300, 6))
+    assert knn_overlap(a, b) == pytest.approx(knn_overlap(a, b, k=10))
+    assert knn_overlap(a, b) == pytest.approx(
+        sum(len(p & q) for p, q in zip(brute_knn(a, 10), brute_knn(b, 10))) / 3000)
+    two = rng.normal(size=(2, 3))
+    assert knn_overlap(two, two + 1e-3) == 1.0  # k clipped to 1: each row's only neighbour is the other
+    three = rng.normal(size=(3, 3))
+    assert knn_overlap(three, three) == 1.0  # k = 2
+
+
+def test_histogram_and_agreement_accumulate_over_several_adds(rng):
+    h = CosineHistogram()
+    assert h.counts.dtype == np.int64
+    parts = [rng.uniform(-1, 1, 300).astype(np.float32) for _ in range(3)]
+    parts[1][:2] = [-1.5, 1.5]  # clipped into the end bins
+    for p in parts:
+        h.add(p)
+    allc = np.clip(np.concatenate(parts).astype(np.float64), -1, 1)
+    assert h.n == 900 and h.counts.sum() == 900 and h.counts[0] >= 1 and h.counts[-1] >= 1
+    assert h.total == pytest.approx(float(allc.sum()), rel=0, abs=1e-12)  # summed in float64
+    np.testing.assert_array_equal(h.counts, np.histogram(allc, bins=20000, range=(-1, 1))[0])
+    a = Agreement()
+    m, y = rng.normal(size=(40, 3)), rng.normal(size=(40, 3))
+    a.add(m[:15], y[:15])
+    a.add(m[15:], y[15:])
+    assert a.res_sq == pytest.approx(((m - y) ** 2).sum()) and a.y_sq == pytest.approx((y ** 2).sum())
+    assert a.summary()["cosine"]["count"] == 40
