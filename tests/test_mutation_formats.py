@@ -690,3 +690,121 @@ def test_parquet_sink_resume_is_byte_identical_and_reads_in_duckdb(tmp_path, rng
         ParquetSink(tmp_path / "x.parquet", spec, resume_rows=5)
     with pytest.raises(ValueError, match="^the footer sidecar covers 6 rows, the journal 7$"):
         ParquetSink(tmp_path / "x.parquet", spec, resume_rows=7)
+
+
+# ------------------------------------------------------------------ second round: what survived the first
+def test_buffer_ring_of_four_keeps_three_batches_alive():
+    ring = BufferRing((2, 2), np.float32)
+    got = [ring.next(2) for _ in range(5)]
+    assert all(not np.shares_memory(a, b) for i, a in enumerate(got[:4]) for b in got[i + 1:4])
+    assert np.shares_memory(got[0], got[4])
+
+
+def test_npy_take_only_reads(tmp_path, rng):
+    import subprocess
+    a = rng.normal(size=(5, 2)).astype(np.float32)
+    np.save(tmp_path / "ro.npy", a)
+    subprocess.run(["chattr", "+i", str(tmp_path / "ro.npy")], check=True)  # refuses writes even to root
+    try:
+        with open_reader(parse_location(str(tmp_path / "ro.npy"))) as r:
+            assert np.array_equal(r.take(np.array([1, 4])), a[[1, 4]])
+    finally:
+        subprocess.run(["chattr", "-i", str(tmp_path / "ro.npy")], check=True)
+
+
+def test_malformed_stamps_name_the_file(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 1), np.float32))
+    (tmp_path / "x.npy.procalign.json").write_text("[1]")
+    with open_reader(parse_location(str(tmp_path / "x.npy"))) as r, pytest.raises(InputError) as e:
+        r.stamp()
+    assert message(e).startswith(f"{tmp_path / 'x.npy'}: the procalign stamp in sidecar x.npy.procalign.json is "
+                                 "malformed (")
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["emb"] = np.zeros((1, 1))
+        f["emb"].attrs["procalign.stamp"] = "[2]"
+    with open_reader(parse_location(str(tmp_path / "s.h5"))) as r, pytest.raises(InputError) as e:
+        r.stamp()
+    assert message(e) == (f"{tmp_path / 's.h5'}: the procalign stamp in attribute procalign.stamp is malformed "
+                          "('[2]'); delete it, or re-create the data with procalign apply")
+
+
+def test_parquet_ids_from_a_later_column_and_their_message(tmp_path):
+    t = pa.table({"e": pa.array([[1.0], [2.0]], pa.list_(pa.float32())), "key": pa.array(["a", None])})
+    pq.write_table(t, tmp_path / "k.parquet")
+    with open_reader(parse_location(str(tmp_path / "k.parquet")), id_column="key") as r, pytest.raises(InputError) as e:
+        r.ids()
+    assert message(e) == f"{tmp_path / 'k.parquet'}: id column 'key' has 1 nulls; every anchor needs an id"
+    pq.write_table(pa.table({"e": t.column("e"), "key": ["a", "b"]}), tmp_path / "ok.parquet")
+    with open_reader(parse_location(str(tmp_path / "ok.parquet")), id_column="key") as r:
+        assert r.ids().tolist() == ["a", "b"]
+
+
+@pytest.mark.parametrize("ftype,kind", [(pa.large_list(pa.int32()), "list of int32"),
+                                        (pa.list_(pa.int16(), 2), "list of int16")])
+def test_parquet_lists_of_integers_are_named_as_lists(tmp_path, ftype, kind):
+    pq.write_table(pa.table({"a": [[1.0, 2.0]], "k": pa.array([[1, 2]], ftype)}), tmp_path / "t.parquet")
+    with pytest.raises(InputError) as e:
+        open_reader(parse_location(str(tmp_path / "t.parquet")), column="k")
+    assert f"column 'k' is {kind}, expected a list of floats" in message(e)
+
+
+def test_h5_sink_layout_details(tmp_path, rng):
+    # allocated up front: the whole dataset has storage before any row is written
+    sink = hdf5.H5Sink(tmp_path / "a.h5", SinkSpec(3, np.dtype(np.float32), 10, stamp={"space": "t", "direction": "fwd"}))
+    with h5py.File(tmp_path / "a.h5", "r") as f:
+        ds = f["embeddings"]
+        assert ds.id.get_create_plist().get_alloc_time() == h5py.h5d.ALLOC_TIME_EARLY
+        assert ds.id.get_storage_size() == 10 * 3 * 4
+        assert ds.attrs["procalign.stamp"] == json.dumps({"direction": "fwd", "space": "t"})  # sorted keys
+    handle = sink._file
+    sink.abort()
+    assert not handle.id.valid and sink._file is None
+    one = hdf5.H5Sink(tmp_path / "one.h5", SinkSpec(2, np.dtype(np.float64), 1))
+    one.write(np.ones((1, 2)))
+    one.finish()
+    with h5py.File(tmp_path / "one.h5") as f:
+        assert f["embeddings"].chunks == (1, 2)
+    big = hdf5.H5Sink(tmp_path / "big.h5", SinkSpec(1, np.dtype(np.float32), 70_000))
+    big.abort()
+    with h5py.File(tmp_path / "big.h5") as f:
+        assert f["embeddings"].chunks == (65536, 1)
+
+
+def test_h5_stream_sinks_start_empty(tmp_path):
+    s = hdf5.H5Sink(tmp_path / "s.h5", SinkSpec(2, np.dtype(np.float32), None, ids="int"))
+    s.finish()
+    with h5py.File(tmp_path / "s.h5") as f:
+        assert f["embeddings"].shape == (0, 2) and f["embeddings"].chunks == (4096, 2)
+        assert f["ids"].shape == (0,) and f["ids"].chunks == (4096,) and f["ids"].maxshape == (None,)
+    z = hdf5.H5Sink(tmp_path / "z.h5", SinkSpec(2, np.dtype(np.float32), 0, ids="str"))
+    z.finish()
+    with h5py.File(tmp_path / "z.h5") as f:
+        assert f["embeddings"].shape == (0, 2) and f["ids"].shape == (0,) and f["ids"].maxshape == (0,)
+    fixed = hdf5.H5Sink(tmp_path / "f.h5", SinkSpec(2, np.dtype(np.float32), 3, ids="int"))
+    fixed.write(np.zeros((3, 2)), ids=np.arange(3))
+    fixed.finish()
+    with h5py.File(tmp_path / "f.h5") as f:
+        assert f["ids"].maxshape == (3,) and f["ids"][()].tolist() == [0, 1, 2]
+
+
+def test_h5_sink_ignores_ids_it_was_not_asked_for(tmp_path, rng):
+    s = hdf5.H5Sink(tmp_path / "n.h5", SinkSpec(2, np.dtype(np.float32), 2))
+    s.write(np.ones((2, 2)), ids=np.array([5, 6]))
+    s.finish()
+    with h5py.File(tmp_path / "n.h5") as f:
+        assert list(f) == ["embeddings"]
+
+
+def test_h5_resume_of_a_nested_dataset_keeps_writing_its_ids(tmp_path, rng):
+    data = rng.normal(size=(6, 2))
+    spec = SinkSpec(2, np.dtype(np.float64), 6, ids="int", name="/g/emb")
+    sink = hdf5.H5Sink(tmp_path / "r.h5", spec)
+    sink.write(data[:4], ids=np.arange(4) + 10)
+    sink.flush()
+    sink.abort()
+    again = hdf5.H5Sink(tmp_path / "r.h5", spec, resume_rows=4)
+    again.write(data[4:], ids=np.array([14, 15]))
+    again.finish()
+    with h5py.File(tmp_path / "r.h5") as f:
+        assert sorted(f) == ["g"] and f["g/ids"][()].tolist() == list(range(10, 16))
+        assert np.array_equal(f["g/emb"][()], data)
