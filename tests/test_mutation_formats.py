@@ -808,3 +808,30 @@ def test_h5_resume_of_a_nested_dataset_keeps_writing_its_ids(tmp_path, rng):
     with h5py.File(tmp_path / "r.h5") as f:
         assert sorted(f) == ["g"] and f["g/ids"][()].tolist() == list(range(10, 16))
         assert np.array_equal(f["g/emb"][()], data)
+
+
+def test_npy_windows_write_into_the_file_itself(tmp_path, rng):
+    a = rng.normal(size=(6, 3)).astype(np.float32)
+    sink = npy.NpySink(tmp_path / "w.npy", SinkSpec(3, np.dtype(np.float32), 6))
+    for start in (0, 4):
+        n = min(4, 6 - start)
+        w = sink.window(start, n)
+        assert w.shape == (n, 3) and w.dtype == np.float32
+        w[:] = a[start:start + n]
+        del w
+        sink.advance(n)
+    assert sink.written == 6
+    sink.finish()
+    assert np.array_equal(np.load(tmp_path / "w.npy"), a)
+    stream = npy.NpySink(tmp_path / "s.npy", SinkSpec(3, np.dtype(np.float32), None))
+    assert stream.window(0, 2) is None
+    stream.abort()
+    base = Sink(tmp_path / "b", SinkSpec(3, np.dtype(np.float32), 1))
+    assert base.window(0, 1) is None
+    with pytest.raises(NotImplementedError, match="^Sink has no windows$"):
+        base.advance(1)
+
+
+def test_npy_stamp_sidecar_has_sorted_keys(tmp_path):
+    npy.write_stamp(tmp_path / "x.npy", {"transform": "t", "space": "b"})
+    assert (tmp_path / "x.npy.procalign.json").read_text() == '{"space": "b", "transform": "t"}'
