@@ -835,3 +835,36 @@ def test_npy_windows_write_into_the_file_itself(tmp_path, rng):
 def test_npy_stamp_sidecar_has_sorted_keys(tmp_path):
     npy.write_stamp(tmp_path / "x.npy", {"transform": "t", "space": "b"})
     assert (tmp_path / "x.npy.procalign.json").read_text() == '{"space": "b", "transform": "t"}'
+
+
+def test_npy_sink_resume_edge_cases(tmp_path, rng):
+    a = rng.normal(size=(8, 2)).astype(np.float32)
+    stream = npy.NpySink(tmp_path / "s.npy", SinkSpec(2, np.dtype(np.float32), None))
+    stream.write(a)
+    stream.flush()
+    with open(tmp_path / "s.npy", "rb") as f:  # a stream's header holds 0 rows until finish
+        assert npy.read_header(tmp_path / "s.npy", f)[0] == (0, 2)
+    stream.abort()
+    whole = npy.NpySink(tmp_path / "s.npy", SinkSpec(2, np.dtype(np.float32), None), resume_rows=8)  # all there
+    whole.finish()
+    assert np.array_equal(np.load(tmp_path / "s.npy"), a)
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': 12}   \n" + b"\0" * 64)
+    with pytest.raises(InputError) as e:
+        npy.NpySink(bad, SinkSpec(2, np.dtype(np.float32), 8), resume_rows=2)
+    assert message(e).startswith(f"{bad}: not a valid .npy file (")
+
+
+def test_parquet_stamp_and_take_messages(tmp_path):
+    t = pa.table({"e": pa.array([[1.0], [2.0], [3.0], None], pa.list_(pa.float32()))})
+    meta = {b"procalign.stamp": b"7"}
+    pq.write_table(t.replace_schema_metadata(meta), tmp_path / "n.parquet", row_group_size=2)
+    with open_reader(parse_location(str(tmp_path / "n.parquet"))) as r:
+        with pytest.raises(InputError) as e:
+            r.stamp()
+        assert message(e) == (f"{tmp_path / 'n.parquet'}: the procalign stamp in schema metadata procalign.stamp is "
+                              "malformed (\"b'7'\"); delete it, or re-create the data with procalign apply")
+        assert np.array_equal(r.take([0, 1]), [[1.0], [2.0]])
+        with pytest.raises(InputError) as e:
+            r.take([2, 3])
+    assert message(e) == f"{tmp_path / 'n.parquet'}: embedding is null at row 3; drop or fill the null rows"
