@@ -76,8 +76,8 @@ def read_output(path):
     return np.array([np.asarray(r) for r in got])
 
 
-@pytest.mark.parametrize("source", ["in.npy", "in.h5", "in.parquet"])
-@pytest.mark.parametrize("out", ["npy", "parquet"])
+@pytest.mark.parametrize("source,out", [("in.npy", "parquet"), ("in.h5", "parquet"), ("in.parquet", "parquet"),
+                                        ("in.parquet", "npy")])  # npy and h5 outputs: test_faults.py
 def test_resume_from_every_input_format(work, source, out):
     d, expected = work
     ref = d / f"ref_{source.replace('.', '_')}.{out}"
