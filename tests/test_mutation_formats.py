@@ -367,10 +367,13 @@ def test_h5_source_with_nested_ids(h5file):
         assert r.ids().tolist() == (np.arange(9) * 3).tolist()
         assert r.layout == hdf5.H5Layout(str(h5file), "/grp/emb", {"note": "kept"})
         assert r.stamp() is None
+        assert all(b.embeddings.dtype == np.float32 for b in r.batches(4))
+        handle = r._file
+    assert not handle.id.valid and r._file is None  # closed on leaving the block
 
 
 @pytest.mark.parametrize("name,kind,expected", [
-    (None, UsageError, "several 2-D float datasets (/grp/emb"),
+    (None, UsageError, "several 2-D float datasets (/grp/emb, /second); name one as file.h5:/path or with --dataset"),
     ("/nope", UsageError, "no dataset '/nope'; list them with h5ls and fix the name"),
     ("/other", UsageError, "'/other' is a group, not a dataset; name the dataset inside it"),
     ("/vec", InputError, "dataset '/vec' is 1-D with shape (4,), expected 2-D (rows, dim); reshape it before writing"),
@@ -381,7 +384,7 @@ def test_h5_refusals(h5file, name, kind, expected):
         f["second"] = np.zeros((2, 2))
     with pytest.raises(kind) as e:
         open_reader(Location(h5file, FORMATS[2], name))
-    assert expected in message(e), message(e)
+    assert message(e).startswith(f"{h5file}: ") and expected in message(e), message(e)
 
 
 def test_h5_no_dataset_and_unreadable(tmp_path):
@@ -389,11 +392,12 @@ def test_h5_no_dataset_and_unreadable(tmp_path):
         f["v"] = np.zeros(3)
     with pytest.raises(UsageError) as e:
         open_reader(parse_location(str(tmp_path / "none.h5")))
-    assert message(e).endswith("no 2-D float dataset; name one as file.h5:/path or with --dataset")
+    assert message(e) == f"{tmp_path / 'none.h5'}: no 2-D float dataset; name one as file.h5:/path or with --dataset"
     (tmp_path / "junk.h5").write_bytes(b"not hdf5 at all")
     with pytest.raises(InputError) as e:
         open_reader(parse_location(str(tmp_path / "junk.h5")))
-    assert "not a readable HDF5 file (" in message(e) and message(e).endswith("; check it was written completely")
+    assert message(e).startswith(f"{tmp_path / 'junk.h5'}: not a readable HDF5 file (")
+    assert message(e).endswith("; check it was written completely")
 
 
 def test_h5_id_datasets(tmp_path):

@@ -109,6 +109,19 @@ def test_save_writes_what_the_spec_says(tmp_path, rng):
     assert back.map.normalize is True and back.scale == 0.8 and back.checksum == sealed.checksum
 
 
+def test_save_writes_float64_members_and_names_the_file_it_refuses(tmp_path, rng):
+    arrays = arrays_of(rng)
+    f32 = AffineMap(arrays["matrix"].astype(np.float32), arrays["source_mean"].astype(np.float32),
+                    arrays["target_mean"].astype(np.float32))
+    tf.save(Transform.fitted(f32, Space("a", 3), Space("b", 3), FitOptions()), tmp_path / "f.npz")
+    with np.load(tmp_path / "f.npz") as z:
+        assert {k: z[k].dtype.str for k in NAMES} == {k: "<f8" for k in NAMES}
+    skew = AffineMap(arrays["matrix"] * 2, arrays["source_mean"], arrays["target_mean"])
+    with pytest.raises(TransformFileError) as e:
+        tf.save(Transform.fitted(skew, Space("a", 3), Space("b", 3), FitOptions()), tmp_path / "s.npz")
+    assert str(e.value).startswith(f"{tmp_path / 's.npz'}: matrix is not orthonormal")
+
+
 def test_save_leaves_nothing_when_it_fails(tmp_path, rng):
     arrays = arrays_of(rng)
     t = Transform.fitted(AffineMap(arrays["matrix"], arrays["source_mean"], arrays["target_mean"]),
