@@ -33,7 +33,8 @@ import numpy as np
 from . import transform_file
 from .math.affine import AffineMap, ChunkMapper
 from .math.fold import PairFold
-from .math.procrustes import FitOptions, fit_transform
+from .math.methods import DEFAULT_REWEIGHT, METHODS, ORTHOGONAL, fit_map
+from .math.procrustes import FitOptions
 from .math.stats import AlignmentStats
 from .transform import Space, Transform
 
@@ -92,7 +93,10 @@ def _check_features(a: np.ndarray, dim: int, what: str) -> None:
 
 
 class ProcrustesAligner:
-    """Learn an orthogonal map from a source embedding space into a target space.
+    """Learn a map from a source embedding space into a target space: orthogonal (Procrustes) by
+    default, or ``method="whitened"`` / ``"affine"`` (see `procalign.math.methods`; ``reweight``
+    is the whitened map's exponent p). ``"auto"`` needs held-out pairs: use the CLI or
+    `procalign.pipeline.fit`.
 
     Parameters are stored as given and checked by `fit`; fitted state ends in ``_``: ``stats_``
     (AlignmentStats), ``transform_`` (Transform), ``fit_summary_`` (dict), ``n_features_in_``.
@@ -105,7 +109,7 @@ class ProcrustesAligner:
 
     def __init__(self, centre: bool = True, normalize: bool = False, scale: bool = False,
                  rotation_only: bool = False, batch_size: int = 65536, source_name: str = "source",
-                 target_name: str = "target"):
+                 target_name: str = "target", method: str = ORTHOGONAL, reweight: float = DEFAULT_REWEIGHT):
         self.centre = centre
         self.normalize = normalize
         self.scale = scale
@@ -113,6 +117,8 @@ class ProcrustesAligner:
         self.batch_size = batch_size
         self.source_name = source_name
         self.target_name = target_name
+        self.method = method
+        self.reweight = reweight
 
     # -- scikit-learn's estimator protocol ----------------------------------------------------
     def get_params(self, deep: bool = True) -> dict:
@@ -160,16 +166,20 @@ class ProcrustesAligner:
     def _fold(self, stats: AlignmentStats | None, x: np.ndarray, y: np.ndarray) -> AlignmentStats:
         """Fold checked rows into ``stats`` (new statistics when None); returns them."""
         if stats is None:
-            stats = AlignmentStats.empty(x.shape[1], y.shape[1], with_gram=self.scale)
+            stats = AlignmentStats.empty(x.shape[1], y.shape[1], with_gram=self.scale or self.method != ORTHOGONAL)
         PairFold(stats, self.normalize, check_finite=False).add(stats.n, x, y)
         return stats
 
     def _refit(self, stats: AlignmentStats) -> None:
         """Solve from ``stats``. The fitted state is set only here: refused rows leave it as it was."""
-        affine, summary = fit_transform(stats, self.options)
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}"
+                             + ("; 'auto' picks by held-out pairs, which only the file-level fit keeps"
+                                if self.method == "auto" else ""))
+        affine, summary = fit_map(stats, self.options, self.method, self.reweight)
         self.transform_ = Transform.fitted(
             affine, Space(self.source_name, affine.d_source), Space(self.target_name, affine.d_target),
-            self.options, anchors=stats.n, fit=summary)
+            self.options, self.method, anchors=stats.n, fit=summary)
         self.stats_, self.fit_summary_, self.n_features_in_ = stats, summary, affine.d_source
 
     def partial_fit(self, x, y) -> "ProcrustesAligner":
@@ -226,7 +236,9 @@ class ProcrustesAligner:
     def load(cls, path) -> "ProcrustesAligner":
         """An aligner holding the transform read from ``path`` (no statistics: cannot partial_fit)."""
         t = transform_file.load(path)
-        aligner = cls(**t.options.as_dict(), source_name=t.source.name, target_name=t.target.name)
+        params = t.provenance.get("fit", {}).get("method_params", {})
+        aligner = cls(**t.options.as_dict(), source_name=t.source.name, target_name=t.target.name, method=t.method,
+                      reweight=params.get("reweight", DEFAULT_REWEIGHT))
         aligner.transform_ = t
         aligner.fit_summary_ = t.provenance.get("fit", {})
         aligner.n_features_in_ = t.d_source

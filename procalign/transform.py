@@ -23,9 +23,9 @@ import numpy as np
 
 from . import __version__
 from .math.affine import AffineMap
+from .math.methods import ORTHOGONAL as METHOD_ORTHOGONAL, geometry
 from .math.procrustes import FitOptions
-
-METHOD_ORTHOGONAL = "orthogonal"
+from .math.spectral import PSEUDO_INVERSE_RCOND, numerical_rank
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class Space:
         return {"name": self.name, "dim": self.dim}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity is the checksum, not array equality
 class Transform:
     """The map from ``source`` into ``target`` and everything that says what it is.
 
@@ -61,12 +61,15 @@ class Transform:
 
     @classmethod
     def fitted(cls, affine: AffineMap, source: Space, target: Space, options: FitOptions,
-               **provenance) -> "Transform":
+               method: str = METHOD_ORTHOGONAL, **provenance) -> "Transform":
         """A freshly fitted transform; the spaces' dimensions must match the map's."""
         if (source.dim, target.dim) != (affine.d_source, affine.d_target):
             raise ValueError(f"spaces are {source.dim}-d -> {target.dim}-d but the map is "
                              f"{affine.d_source}-d -> {affine.d_target}-d")
-        return cls(affine, source, target, options, provenance=provenance)
+        if affine.orthonormal != (method == METHOD_ORTHOGONAL):
+            raise ValueError(f"a {method} transform needs {'an orthonormal' if method == METHOD_ORTHOGONAL else 'a general'}"
+                             " linear map")
+        return cls(affine, source, target, options, method, provenance=provenance)
 
     # -- the map --------------------------------------------------------------------------
     @property
@@ -92,6 +95,22 @@ class Transform:
     @property
     def d_source(self) -> int:
         return self.map.d_source
+
+    @property
+    def geometry(self) -> dict:
+        """``isometry`` (bool) and a word for what the map does to distances."""
+        return geometry(self.method, self.scale, self.d_source, self.d_target)
+
+    @property
+    def inverse_kind(self) -> str:
+        """How `inverse` maps back: exactly, or as a least-squares pseudo-inverse."""
+        if self.d_source > self.d_target:
+            return "pseudo-inverse (least squares: the map drops dimensions)"
+        if self.map.orthonormal:
+            return "exact (transpose)"
+        rank = numerical_rank(np.linalg.svd(self.matrix, compute_uv=False), PSEUDO_INVERSE_RCOND)
+        return "exact (inverse matrix)" if rank == self.d_source else \
+            f"pseudo-inverse (least squares: the matrix has rank {rank} of {self.d_source})"
 
     @property
     def d_target(self) -> int:
@@ -137,7 +156,7 @@ class Transform:
 
     def with_provenance(self, **changes) -> "Transform":
         """A copy with provenance entries added or replaced (unsealed: checksum cleared)."""
-        return dataclasses.replace(self, provenance={**self.provenance, **changes}, checksum=None)
+        return dataclasses.replace(self, provenance={**self.provenance, **changes}, checksum=None, format_version=None)
 
     def describe(self) -> str:
         """One line: ``old (384-d) -> new (384-d)``."""

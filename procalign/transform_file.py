@@ -8,17 +8,26 @@ Members (all little-endian):
 ============== ================== ==========================================================
 name           dtype, shape       meaning
 ============== ================== ==========================================================
-matrix         <f8, (d_s, d_t)    Q, orthonormal rows (d_s <= d_t) or columns (d_s > d_t)
+matrix         <f8, (d_s, d_t)    method "orthogonal": Q, orthonormal rows (d_s <= d_t) or
+                                  columns (d_s > d_t); "whitened", "affine": W, any matrix
 source_mean    <f8, (d_s,)        subtracted from source rows (zeros when not centred)
 target_mean    <f8, (d_t,)        added to mapped rows (zeros when not centred)
-scale          <f8, ()            isotropic factor, > 0 (1.0 unless fitted with --scale)
+scale          <f8, ()            isotropic factor, > 0 (1.0 unless fitted with --scale;
+                                  always 1.0 for "whitened" and "affine")
 metadata       <U (unicode), ()   one JSON object, see below
 ============== ================== ==========================================================
 
 A source row x maps to ``scale * (u(x) - source_mean) @ matrix + target_mean``, with ``u``
 the L2 normalisation when ``options.normalize`` is true (the output is then normalised again),
-else the identity. The inverse map (target -> source) uses ``matrix.T``, ``1/scale`` and the
-two means swapped.
+else the identity. For every method this is an affine map: the general linear map ``matrix``
+(scaled) plus the bias ``target_mean - scale * source_mean @ matrix``.
+
+The inverse map (target -> source) has the same form with ``1/scale``, the two means swapped
+and, in place of ``matrix``: ``matrix.T`` for "orthogonal"; for the other methods the
+Moore-Penrose pseudo-inverse of ``matrix`` computed in float64 from its SVD, singular values at
+most 1e-10 times the largest counting as zero. That rule, not a stored array, defines the
+inverse: it is the exact inverse when ``matrix`` is square and of full rank (and maps exactly
+back when d_s < d_t and ``matrix`` has rank d_s), and the least-squares inverse otherwise.
 
 The JSON metadata object. Identity (what `apply` computes and checks):
 
@@ -26,8 +35,14 @@ The JSON metadata object. Identity (what `apply` computes and checks):
   refuses a larger version.
 * ``source``, ``target``: ``{"name": str, "dim": int}``; the direction is source -> target and
   the dimensions equal the matrix's.
-* ``method``: ``"orthogonal"``.
-* ``options``: ``{"centre", "normalize", "scale", "rotation_only": bool}``.
+* ``method``: ``"orthogonal"`` (Procrustes, `procalign.math.procrustes`), ``"whitened"``
+  (whitened orthogonal map, `procalign.math.whitened`) or ``"affine"`` (ridge least squares,
+  `procalign.math.ridge`); see `procalign.math.methods`. A reader refuses a method it does not
+  know, before it looks at the arrays (procalign 0.1.0 without methods checks orthonormality
+  first and so refuses such a file as "not orthonormal"; either way nothing is mapped).
+  Version 2 expresses every method through this field, so adding methods changed no version.
+* ``options``: ``{"centre", "normalize", "scale", "rotation_only": bool}``; ``scale`` and
+  ``rotation_only`` are false unless the method is "orthogonal".
 * ``inverse_of``: ``null``, or the checksum of the transform this file inverts.
 
 Provenance (informative): ``anchors`` (pairs fitted on), ``pairing``, ``holdout``, ``files``,
@@ -39,7 +54,12 @@ its name, dtype string, shape and raw bytes (`_hash_arrays`), followed by ``meta
 the metadata object without ``checksum`` as canonical JSON (keys sorted, no spaces, ASCII).
 It therefore seals the arrays *and* every metadata field: a file whose options, space names
 or report were edited is refused. A checksum is not a signature, so `load` also validates what
-the file claims: types, shapes, finite values, scale > 0, and orthonormal rows or columns.
+the file claims: types, shapes, finite values, scale > 0, and for "orthogonal" orthonormal rows
+or columns; for the other methods scale 1.0 and a matrix that is not all zeros.
+
+Provenance of the linear methods: ``fit.method_params`` (whitened: ``reweight``, ``rank``;
+affine: ``alpha``, ``lambda`` and the GCV score), and ``fit.selection`` when `--method auto`
+chose the method.
 
 Version 1 files (procalign 0.1) have the same members; their checksum covers the arrays only
 (the metadata is *unsealed*) and space names may be missing (then ``source``/``target``).
@@ -58,6 +78,7 @@ from .errors import TransformFileError
 from .jsonsafe import json_safe
 from .math.affine import AffineMap
 from .math.procrustes import FitOptions
+from .math.methods import METHODS
 from .transform import METHOD_ORTHOGONAL, Space, Transform
 
 FORMAT = "procalign-transform"
@@ -65,7 +86,6 @@ FORMAT_VERSION = 2
 ARRAYS = ("matrix", "source_mean", "target_mean", "scale")
 IDENTITY = ("format", "format_version", "source", "target", "method", "options", "inverse_of",
             "procalign_version", "created", "checksum")
-METHODS = (METHOD_ORTHOGONAL,)
 ORTHONORMAL_TOLERANCE = 1e-6
 MAX_MEMBER_BYTES = 1 << 31  # a d x d float64 matrix of 16k x 16k; refuse zip bombs beyond
 
@@ -148,7 +168,7 @@ def load(path: str | os.PathLike) -> Transform:
     members = _read_members(path)
     try:
         meta = json.loads(str(members["metadata"]))
-    except ValueError:
+    except (ValueError, RecursionError):
         meta = None
     if not isinstance(meta, dict):
         raise TransformFileError("metadata is not a JSON object; re-create the file with `procalign fit`", path)
@@ -164,7 +184,10 @@ def load(path: str | os.PathLike) -> Transform:
     for name, a in arrays.items():
         if a.dtype.kind != "f":
             raise TransformFileError(f"member {name!r} has dtype {a.dtype}, expected float64; re-create the file", path)
-    expected = array_checksum(arrays) if version == 1 else sealed_checksum(arrays, meta)
+    try:
+        expected = array_checksum(arrays) if version == 1 else sealed_checksum(arrays, meta)
+    except (ValueError, RecursionError):  # NaN/Infinity tokens, absurd nesting: not what save writes
+        expected = None
     if expected != meta.get("checksum"):
         what = "arrays" if version == 1 else "arrays or metadata"
         raise TransformFileError(f"checksum mismatch: the {what} were modified or damaged; "
@@ -211,7 +234,7 @@ def _options(meta: dict, path: Path) -> FitOptions:
     return FitOptions(**{**fields, **raw})
 
 
-def _check_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
+def _check_arrays(arrays: dict[str, np.ndarray], method: str, path: Path) -> None:
     m, s, t, scale = (arrays[k] for k in ARRAYS)
     if m.ndim != 2 or 0 in m.shape or s.shape != (m.shape[0],) or t.shape != (m.shape[1],) or scale.shape != ():
         raise TransformFileError(f"inconsistent shapes: matrix {m.shape}, means {s.shape} and {t.shape}, "
@@ -220,6 +243,11 @@ def _check_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
         raise TransformFileError("the arrays hold NaN or Inf; re-create the file", path)
     if not float(scale) > 0:
         raise TransformFileError(f"scale is {float(scale)}, must be > 0; re-create the file", path)
+    if method != METHOD_ORTHOGONAL:
+        if float(scale) != 1.0 or not np.any(m):
+            raise TransformFileError(f"a {method} transform needs scale 1.0 and a non-zero matrix, got scale "
+                                     f"{float(scale)}; re-create the file", path)
+        return
     gram = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
     err = float(np.abs(gram - np.eye(len(gram))).max())
     if err > ORTHONORMAL_TOLERANCE:
@@ -229,18 +257,22 @@ def _check_arrays(arrays: dict[str, np.ndarray], path: Path) -> None:
 
 def _from_metadata(arrays: dict[str, np.ndarray], meta: dict, path: Path) -> Transform:
     version = meta["format_version"]
-    _check_arrays(arrays, path)
-    m = arrays["matrix"]
     method = meta.get("method", METHOD_ORTHOGONAL)
-    if method not in METHODS:
+    if method not in METHODS:  # before the arrays: a newer method's matrix need not be orthonormal
         raise TransformFileError(f"method {method!r} is not one this procalign knows ({', '.join(METHODS)}); "
                                  "upgrade procalign", path)
+    _check_arrays(arrays, method, path)
+    m = arrays["matrix"]
     inverse_of = meta.get("inverse_of")
     if inverse_of is not None and not isinstance(inverse_of, str):
         raise TransformFileError(f"metadata 'inverse_of' must be a checksum string or null, got {inverse_of!r}", path)
     options = _options(meta, path)
+    if method != METHOD_ORTHOGONAL and (options.scale or options.rotation_only):
+        raise TransformFileError(f"options scale and rotation_only apply to orthogonal transforms, not {method}; "
+                                 "re-create the file", path)
     affine = AffineMap(np.array(m, "<f8"), np.array(arrays["source_mean"], "<f8"),
-                       np.array(arrays["target_mean"], "<f8"), float(arrays["scale"]), options.normalize)
+                       np.array(arrays["target_mean"], "<f8"), float(arrays["scale"]), options.normalize,
+                       orthonormal=method == METHOD_ORTHOGONAL)
     provenance = {k: v for k, v in meta.items() if k not in IDENTITY}
     return Transform(affine, _space(meta, "source", m.shape[0], path, version),
                      _space(meta, "target", m.shape[1], path, version), options, method, inverse_of,

@@ -175,12 +175,12 @@ def test_disk_full_while_writing_the_transform_names_it(fixtures, tmp_path, monk
 
 # 7: the same options everywhere ----------------------------------------------------------------
 
-READS = {"fit", "apply", "evaluate", "inspect"}
+READS = {"fit", "apply", "evaluate", "inspect", "threshold"}
 EXPECTED = {
-    "--column": READS, "--dataset": READS, "--quiet": READS, "--json": READS,
-    "--id-column": {"fit", "evaluate"}, "--by-position": {"fit", "evaluate"},
+    "--column": READS, "--dataset": READS, "--quiet": READS | {"export"}, "--json": READS,
+    "--id-column": {"fit", "evaluate", "threshold"}, "--by-position": {"fit", "evaluate", "threshold"},
     "--memory": {"fit", "apply", "evaluate"}, "--batch-rows": {"fit", "apply", "evaluate"},
-    "--wait": {"fit", "apply"}, "--overwrite": {"fit", "apply"}, "--force": {"apply", "evaluate"},
+    "--wait": {"fit", "apply"}, "--overwrite": {"fit", "apply", "export"}, "--force": {"apply", "evaluate"},
     "--eval-size": {"fit", "evaluate"}, "--min-top1": {"fit", "evaluate"}, "--min-cosine": {"fit", "evaluate"},
     "--max-residual": {"fit", "evaluate"},
 }

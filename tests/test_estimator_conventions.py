@@ -43,7 +43,8 @@ EXPECTED_FAILED_CHECKS = {
     "check_transformer_preserve_dtypes": "fits with a 1-D label y; fit needs a 2-D Y of paired rows",
 }
 RUN_IN_SUBPROCESS = {"check_array_api_input": "runs only with SCIPY_ARRAY_API=1 set before scipy is imported"}
-PARAMS = ["centre", "normalize", "scale", "rotation_only", "batch_size", "source_name", "target_name"]
+PARAMS = ["centre", "normalize", "scale", "rotation_only", "batch_size", "source_name", "target_name", "method",
+          "reweight"]
 
 
 @pytest.mark.filterwarnings("ignore:Estimator ProcrustesAligner does not inherit")  # by design: no sklearn needed

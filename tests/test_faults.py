@@ -201,3 +201,16 @@ def test_resume_refuses_an_input_regenerated_with_the_same_size_and_mtime(work):
     fresh = d / "regen_fresh.npy"
     assert run("apply", d / "t.npz", source, "-o", fresh, "--batch-rows", BATCH).returncode == 0
     assert filecmp.cmp(dest, fresh, shallow=False) and hidden(dest) == []
+
+
+def test_resume_refuses_another_dataset_of_the_same_file(work):
+    import h5py
+    d, _ = work
+    source = d / "two.h5"
+    data = np.load(d / "in.npy")
+    with h5py.File(source, "w") as f:
+        f["e1"], f["e2"] = data, data[::-1]
+    dest = d / "two_out.npy"
+    killed_mid_way(d, dest, f"{source}:/e1")
+    r = run("apply", d / "t.npz", f"{source}:/e2", "-o", dest, "--batch-rows", BATCH, "--resume")
+    assert r.returncode == 2 and "different location" in r.stderr, r.stderr

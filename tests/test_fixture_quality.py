@@ -26,3 +26,14 @@ def test_centering_is_the_better_default_on_real_models(fixtures):
                      FitOptions(centre=centre), holdout=0.2, seed=7)
         return fit_and_save(job, None)[1].provenance["report"]["heldout"]["aligned"]["top1"]
     assert top1(True) > top1(False) + 0.3
+
+
+def test_whitened_and_affine_beat_orthogonal_on_real_models_and_auto_takes_one(fixtures):
+    job = FitJob(parse_location(str(fixtures / "e5.npy")), parse_location(str(fixtures / "minilm.npy")),
+                 holdout=0.2, seed=7, method="auto")
+    t = fit_and_save(job, None)[1]
+    rows = t.provenance["report"]["heldout"]["methods"]
+    assert rows["whitened"]["top1"] > rows["orthogonal"]["top1"] + 0.02
+    assert rows["affine"]["top1"] > rows["orthogonal"]["top1"]
+    assert rows["orthogonal"]["isometry"] and not rows["whitened"]["isometry"]
+    assert t.method in ("whitened", "affine") and t.provenance["warnings"] == []

@@ -108,13 +108,17 @@ def test_parquet_list_kinds_round_trip(tmp_path, rng, kind):
         assert starts[0] == 13
 
 
-def test_h5_apply_copies_ids_and_writes_chunked_dataset(fixtures, transform_path, tmp_path):
+def test_h5_apply_copies_ids_and_writes_a_contiguous_dataset(fixtures, transform_path, tmp_path):
     out = tmp_path / "out.h5"
     run_apply(transform_path, fixtures / "e5.h5", out, batch_rows=1000)
+    t = load_transform(transform_path)
     with h5py.File(out) as f, h5py.File(fixtures / "e5.h5") as src:
         assert set(f) == {"emb", "ids"}
-        assert f["emb"].chunks is not None and f["emb"].shape == (2600, 384)
+        # contiguous: the rows were written straight into the file through mapped windows
+        assert f["emb"].chunks is None and f["emb"].shape == (2600, 384)
         np.testing.assert_array_equal(f["ids"][()], src["ids"][()])
+        want = t.scale * (src["emb"][()].astype(np.float64) - t.source_mean) @ t.matrix + t.target_mean
+        np.testing.assert_allclose(f["emb"][()], want, atol=2e-6)
 
 
 def test_npy_float16_in_and_dtype_out(fixtures, transform_path, tmp_path):

@@ -253,6 +253,66 @@ def _link_dir(i, o):
         o / "link.npy", 6, "is a directory"
 
 
+# -- found by review: each was a silent wrong answer or a wrong exit code -------------------------
+@case("ids_uint64_against_int64_share_nothing")
+def _mixed_int_ids(i, o):
+    k = np.arange(400, dtype=np.uint64)
+    p = parquet(i / "a.parquet", id=pa.array(2**60 + 1024 * k, pa.uint64()), emb=emb_list(good(400)))
+    q = parquet(i / "b.parquet", id=pa.array((2**60 + 1024 * k + 1).astype(np.int64), pa.int64()),
+                emb=emb_list(good(400, seed=2)))
+    return ["fit", p, q, "-o", o / "t.npz"], p, 4, "no id is shared"
+
+
+@case("evaluate_gate_on_three_pairs")
+def _evaluate_few(i, o):
+    t = transform(D, i)
+    p = npy(i / "a.npy", good(3))
+    return ["evaluate", t, p, npy(i / "b.npy", good(3, seed=2)), "--min-cosine", "0.0"], None, 3, "gates not judged"
+
+
+@case("h5_chunk_damaged_mid_file")
+def _damaged_chunk(i, o):
+    p = i / "z.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("emb", data=good(4000), chunks=(500, D), compression="gzip")
+        offset = f["emb"].id.get_chunk_info(5).byte_offset
+    raw = bytearray(p.read_bytes())
+    raw[offset:offset + 200] = bytes(range(200))
+    p.write_bytes(bytes(raw))
+    return ["apply", transform(D, i), p, "-o", o / "x.npy", "--batch-rows", "500"], p, 4, "could not read"
+
+
+@case("parquet_zero_rows_list_column")
+def _zero_list(i, o):
+    p = parquet(i / "z.parquet", emb=pa.array([], type=pa.list_(pa.float32())))
+    return ["apply", transform(D, i), p, "-o", o / "x.npy"], p, 4, "zero rows"
+
+
+@case("transform_metadata_with_nan_token")
+def _nan_token(i, o):
+    t = transform(D, i)
+    with np.load(t) as z:
+        members = {k: z[k] for k in z.files}
+    members["metadata"] = np.asarray(str(members["metadata"]).replace('"anchors": 60', '"anchors": NaN'))
+    np.savez(t, **members)
+    return ["apply", t, npy(i / "a.npy", good()), "-o", o / "x.npy"], t, 5, "checksum mismatch"
+
+
+@case("output_through_a_dataset")
+def _through_dataset(i, o):
+    p = i / "a.h5"
+    with h5py.File(p, "w") as f:
+        f["emb"], f["payload"] = good(), np.arange(50)
+    return ["apply", transform(D, i), f"{p}:/emb", "-o", f"{o / 'x.h5'}:/payload/emb"], None, 2, \
+        "cannot create dataset"
+
+
+@case("apply_overwrites_its_own_transform")
+def _own_transform(i, o):
+    t = transform(D, i, name="t.npy")  # fit writes any name; an .npy name makes it a valid output path
+    return ["apply", t, npy(i / "a.npy", good()), "-o", t, "--overwrite"], t, 6, "same as the input"
+
+
 def _tree_state(root):
     out = {}
     for p in sorted(root.rglob("*")):

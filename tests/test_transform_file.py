@@ -174,3 +174,57 @@ def test_non_orthogonal_matrix_with_a_recomputed_checksum_is_refused(saved):
     np.savez(path, **members)
     with pytest.raises(TransformFileError, match="not orthonormal"):
         load_transform(path)
+
+
+# methods other than orthogonal ---------------------------------------------------------------
+
+@pytest.fixture(params=["whitened", "affine"])
+def linear_saved(request, tmp_path, rng):
+    x = rng.normal(size=(400, 8)) * np.linspace(0.5, 2.0, 8) + 1.0
+    y = x @ rng.normal(size=(8, 8)) + 0.1 * rng.normal(size=(400, 8))
+    a = ProcrustesAligner(method=request.param, source_name="old", target_name="new").fit(x, y)
+    path = tmp_path / "t.npz"
+    a.save(path)
+    return path, a, x, y
+
+
+def test_a_linear_map_round_trips_with_its_method_and_an_exact_inverse(linear_saved, tmp_path):
+    from procalign import save_transform
+    path, a, x, y = linear_saved
+    with np.load(path) as z:  # a general matrix: no orthonormality is asked of it
+        assert np.abs(z["matrix"] @ z["matrix"].T - np.eye(8)).max() > 1e-3
+    t = load_transform(path)
+    assert t.method == a.method and not t.map.orthonormal and t.scale == 1.0
+    np.testing.assert_array_equal(t(x), a.transform(x))
+    assert t.inverse_kind == "exact (inverse matrix)" and not t.geometry["isometry"]
+    np.testing.assert_allclose(t.inverse()(t(x)), x, atol=1e-9)
+    save_transform(t.inverse(), tmp_path / "inv.npz")
+    back = load_transform(tmp_path / "inv.npz")
+    assert (back.method, back.inverse_of) == (t.method, t.checksum)
+    np.testing.assert_allclose(back(t(x)), x, atol=1e-9)
+    b = ProcrustesAligner.load(path)
+    assert b.get_params() == a.get_params()
+
+
+def _reseal(path, **changes):
+    with np.load(path) as z:
+        members = {k: z[k] for k in z.files}
+    meta = json.loads(str(members["metadata"]))
+    meta.update(changes)
+    meta["checksum"] = sealed_checksum({k: members[k] for k in ARRAYS}, meta)
+    members["metadata"] = np.asarray(json.dumps(meta))
+    np.savez(path, **members)
+
+
+def test_an_unknown_method_is_refused_before_the_matrix_is_judged(linear_saved):
+    path, *_ = linear_saved
+    _reseal(path, method="cca")
+    with pytest.raises(TransformFileError, match="method 'cca' is not one this procalign knows.*upgrade procalign"):
+        load_transform(path)
+
+
+def test_a_linear_method_claiming_the_scale_option_is_refused(linear_saved):
+    path, *_ = linear_saved
+    _reseal(path, options={"centre": True, "normalize": False, "scale": True, "rotation_only": False})
+    with pytest.raises(TransformFileError, match="apply to orthogonal transforms"):
+        load_transform(path)

@@ -11,14 +11,16 @@ from .apply import apply
 from .entry import ProcalignGroup
 from .errors import install_signal_handlers, state
 from .evaluate import evaluate
+from .export import export
 from .fit import fit
 from .inspect import inspect
+from .threshold import threshold
 
 app = typer.Typer(
     name="procalign", cls=ProcalignGroup,
     help="Align two embedding spaces with orthogonal Procrustes: fit a map from paired anchors, "
          "apply it to files of any size, and measure how good it is.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=True, pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]})
 
 
@@ -43,6 +45,8 @@ app.command()(fit)
 app.command()(apply)
 app.command()(inspect)
 app.command()(evaluate)
+app.command()(export)
+app.command()(threshold)
 
 
 def run() -> None:

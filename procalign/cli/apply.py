@@ -43,6 +43,8 @@ def apply(
         from ..pipeline import ApplyJob, apply_file
         if dtype is not None and dtype not in DTYPES:
             raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
+        if output == "-" and json_out:
+            raise UsageError("-o - sends the records to stdout, which --json needs too; drop one")
         job = ApplyJob(transform_file.load(transform), transform, *input_locations([input], dataset),
                        parse_location(output), inverse, dtype, column, memory, batch_rows,
                        overwrite, wait, force, resume, fsync)
@@ -52,6 +54,7 @@ def apply(
         if json_out:
             print_json({"rows": result.rows, "seconds": result.seconds, "rows_per_second": result.rows_per_second,
                         "output": result.destination, "dtype": result.dtype, "direction": result.direction})
-        else:
-            stdout.print(f"mapped {result.rows} rows ({result.direction}) in {result.seconds:.2f} s "
-                         f"({result.rows_per_second:,.0f} rows/s) -> {result.destination}")
+        else:  # with -o - stdout holds the records and nothing else
+            (stderr if output == "-" else stdout).print(
+                f"mapped {result.rows} rows ({result.direction}) in {result.seconds:.2f} s "
+                f"({result.rows_per_second:,.0f} rows/s) -> {'stdout' if output == '-' else result.destination}")

@@ -8,7 +8,8 @@ import typer
 from .errors import exit_codes
 from .options import (BatchRows, ByPosition, Column, Dataset, EvalSize, Force, IdColumn, Json, MaxResidual, Memory,
                       MinCosine, MinTop1, Quiet, input_locations)
-from .render import print_json, progress_for, stdout
+from .methods_view import bound_table
+from .render import print_json, progress_for, stderr, stdout
 from .report_view import metrics_table
 
 
@@ -37,19 +38,23 @@ def evaluate(
     with exit_codes():
         # imported here so that --help starts without numpy, pyarrow or h5py
         from .. import transform_file
-        from ..pipeline.evaluate import EvaluateJob, evaluate_files
+        from ..pipeline.evaluate import EvaluateJob, evaluate_files, sample_warnings, unsupported_gates
         from ..pipeline.report import gate_error, unmet_gates
         job = EvaluateJob(transform_file.load(transform), transform, *input_locations([source, target], dataset),
                           column, id_column, by_position, batch_rows=batch_rows, memory_mb=memory,
                           eval_size=eval_size, force=force)
         report = evaluate_files(job, progress_for(quiet or json_out))
-        failures = unmet_gates(report["aligned"], {"min_top1": min_top1, "min_cosine": min_cosine,
-                                                   "max_residual": max_residual},
-                               not_measured="fewer than 2 pairs sampled; raise --eval-size")
+        gates = {"min_top1": min_top1, "min_cosine": min_cosine, "max_residual": max_residual}
+        for warning in sample_warnings(report):
+            stderr.print(f"warning: {warning}")
+        failures = unsupported_gates(report, gates) or unmet_gates(
+            report["aligned"], gates, not_measured="fewer than 2 pairs sampled; raise --eval-size")
         if json_out:
             print_json({"report": report, "gates_failed": failures})
         else:
             stdout.print(metrics_table(f"{report['pairs']} pairs ({report['sample']} sampled for retrieval)", report))
+            stdout.print(bound_table(report["bound"], "Procrustes bound (Maystre et al. 2025) on these pairs: how far "
+                                                      "the two geometries are apart, and the transform's residual"))
         if failures:
             raise gate_error(failures, transform, "the map does not meet it on this sample; refit it on current pairs "
                                                   "or relax the gate")

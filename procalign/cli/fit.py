@@ -1,6 +1,7 @@
 """`procalign fit SOURCE TARGET [-o T.npz]`: learn the map from SOURCE's space into TARGET's."""
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,6 +15,13 @@ from .render import print_json, progress_for, stderr
 from .report_view import show_fit
 
 
+class Method(str, Enum):
+    orthogonal = "orthogonal"
+    whitened = "whitened"
+    affine = "affine"
+    auto = "auto"
+
+
 def fit(
     source: Annotated[str, typer.Argument(metavar="SOURCE", help=f"Anchors in the SOURCE space (the space you map from): {format_help()}.", show_default=False)],
     target: Annotated[str, typer.Argument(metavar="TARGET", help="The same items in the TARGET space (the space you map into).", show_default=False)],
@@ -22,8 +30,10 @@ def fit(
     normalize: Annotated[bool, typer.Option("--normalize", help="L2-normalise inputs (and outputs when applying).")] = False,
     scale: Annotated[bool, typer.Option("--scale", help="Also fit one isotropic scale factor.")] = False,
     rotation_only: Annotated[bool, typer.Option("--rotation-only", help="Forbid reflections (det = +1); equal dimensions only.")] = False,
+    method: Annotated[Method, typer.Option("--method", help="orthogonal: Procrustes, an isometry (the paper's bound holds). whitened: whiten both sides, rotate, re-weight, de-whiten (often best top-1; not an isometry). affine: ridge least squares, regulariser by GCV. auto: fit every candidate and keep the best held-out top-1 (needs --holdout).")] = Method.orthogonal,
+    reweight: Annotated[Optional[float], typer.Option("--reweight", help="whitened/auto: weight shared directions by canonical correlation^P (0: none, 1: least squares; default 0.5).", min=0.0, max=1.0, metavar="P")] = None,
     holdout: Annotated[float, typer.Option("--holdout", help="Fraction of pairs kept out of the fit to measure the map on (0 = none).", min=0.0, max=0.99)] = 0.0,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control (an integer >= 0).", min=0)] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the hold-out split and the shuffled control (an integer >= 0).", min=0, max=2**63 - 1)] = 0,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Compute the quality report (a second pass over the anchors). --no-report fits in one pass.")] = True,
     eval_size: EvalSize = 10000,
     min_top1: MinTop1 = None,
@@ -42,7 +52,7 @@ def fit(
     json_out: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Learn the orthogonal map from SOURCE's embedding space into TARGET's.
+    """Learn the map from SOURCE's embedding space into TARGET's (orthogonal unless --method).
 
     Row i of SOURCE and row i of TARGET must be the same item, or both files carry ids and the pairs are joined by id. The map is written to -o (if given) and its quality is printed.
     """
@@ -56,7 +66,7 @@ def fit(
         job = FitJob(*input_locations([source, target], dataset),
                      FitOptions(centre, normalize, scale, rotation_only), column, id_column, by_position,
                      batch_rows, holdout, seed, report or any(g is not None for g in gates.values()),
-                     eval_size, source_name, target_name, memory)
+                     eval_size, source_name, target_name, memory, method.value, reweight)
         _, transform, failures = fit_and_save(job, output, gates, overwrite, progress_for(quiet or json_out), wait=wait)
         for warning in transform.provenance.get("warnings", []):
             stderr.print(f"warning: {warning}")

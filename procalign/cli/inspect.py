@@ -35,6 +35,7 @@ def inspect(
                 return print_json(meta)
             stdout.print(key_value_table(f"transform {path}", [
                 ("direction", t.describe()),
+                ("method", f"{t.method}: {t.geometry['geometry']}"), ("inverse (--inverse)", t.inverse_kind),
                 ("options", ", ".join(f"{k}={v}" for k, v in meta.get("options", {}).items())),
                 ("anchors", meta.get("anchors")), ("scale", t.scale),
                 ("format version", f"{t.format_version}" + ("" if t.sealed else
@@ -42,7 +43,7 @@ def inspect(
                 ("inverse of", t.inverse_of or "-"), ("procalign", meta.get("procalign_version")),
                 ("created", meta.get("created")), ("checksum", meta.get("checksum"))]))
             if meta.get("report"):
-                show_report(meta["report"])
+                show_report(meta["report"], warnings=True)
             stdout.print(quality_line(meta))
             return
         with open_reader(*input_locations([path], dataset), column) as reader:

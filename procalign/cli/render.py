@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 from rich.console import Console, ConsoleDimensions
 from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
@@ -76,8 +77,38 @@ class BarProgress(Progress):
             self._bar = None
 
 
+class LineProgress(Progress):
+    """For logs (stderr not a terminal): one plain line every ``every`` seconds, and a last one."""
+
+    def __init__(self, every: float = 5.0):
+        self.every = every
+
+    def start(self, description, total):
+        self.description, self.total, self.done = description, total, 0
+        self.began = self.last = time.monotonic()
+
+    def advance(self, rows):
+        self.done += rows
+        if time.monotonic() - self.last >= self.every:
+            self._line()
+
+    def _line(self):
+        self.last = now = time.monotonic()
+        rate = self.done / max(now - self.began, 1e-9)
+        of = f" of {self.total:,} ({self.done / self.total:.0%})" if self.total else ""
+        sys.stderr.write(f"{self.description}: {self.done:,} rows{of}, {rate:,.0f} rows/s\n")
+        sys.stderr.flush()
+
+    def stop(self):
+        if time.monotonic() - self.began >= self.every:  # short runs stay silent
+            self._line()
+
+
 def progress_for(quiet: bool) -> Progress:
-    return BarProgress() if not quiet and sys.stderr.isatty() else Progress()
+    """A bar on a terminal, a line every few seconds in a log, nothing with --quiet."""
+    if quiet:
+        return Progress()
+    return BarProgress() if sys.stderr.isatty() else LineProgress()
 
 
 def print_json(doc) -> None:

@@ -36,9 +36,10 @@ def parse_stamp(raw, path: str, where: str) -> dict | None:
         return None
     try:
         stamp = json.loads(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         stamp = raw
-    if not isinstance(stamp, dict) or not all(isinstance(stamp.get(k, ""), (str, type(None))) for k in STAMP_FIELDS):
+    if not isinstance(stamp, dict) or not isinstance(stamp.get("space"), str) or \
+            not all(isinstance(stamp.get(k, ""), (str, type(None))) for k in STAMP_FIELDS):
         shown = str(raw)[:60] + ("..." if len(str(raw)) > 60 else "")
         raise InputError(f"the procalign stamp in {where} is malformed ({shown!r}); delete it, or re-create "
                          "the data with procalign apply", path)
@@ -60,7 +61,7 @@ class SinkSpec:
     ``rows`` is None when unknown until `Sink.finish` (a stream). ``like`` is the source's
     ``layout`` when source and sink share a format (then other columns and datasets pass
     through), else None. ``name`` is the dataset/column to write (None: the format's default).
-    ``ids`` ("int" or "str") asks a sink of another format than the source to write the ids
+    ``ids`` ("int", "uint" or "str") asks a sink of another format than the source to write the ids
     each batch carries (a parquet ``id`` column, an HDF5 ``ids`` dataset).
     """
 
@@ -130,7 +131,9 @@ class Source:
         self.close()
 
     def _id_kind(self, dtype) -> str | None:
-        return None if dtype is None else ("int" if np.dtype(dtype).kind in "iu" else "str")
+        if dtype is None:
+            return None
+        return {"i": "int", "u": "uint"}.get(np.dtype(dtype).kind, "str")
 
     def describe(self) -> str:
         return f"{'?' if self.rows is None else self.rows} x {self.dim} {self.dtype}"

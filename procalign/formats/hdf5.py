@@ -10,12 +10,14 @@ sink opens that file read-only to copy them.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 import h5py
 import numpy as np
 
 from ..errors import InputError, UsageError
+from .mapped import map_rows
 from .base import FLOAT_DTYPES, Batch, parse_stamp, BufferRing, ReadOptions, Sink, SinkSpec, Source
 
 STAMP_ATTR = "procalign.stamp"
@@ -78,6 +80,8 @@ class H5Source(Source):
         self.id_kind = self._id_kind(found.dtype if isinstance(found, h5py.Dataset) and found.dtype.kind in "iuSO"
                                      else None)
         self.layout = H5Layout(self.path, self.dataset_name, dict(obj.attrs))
+        self._raw = _contiguous_offset(obj)
+        self.mapped = self._raw is not None
 
     def _find_ids(self) -> str | None:
         parent = self._ds.parent
@@ -88,8 +92,15 @@ class H5Source(Source):
         return None
 
     def batches(self, batch_rows, start=0, with_ids=False):
-        ring = BufferRing((min(batch_rows, max(self.rows, 1)), self.dim), self.dtype, self.ring_size)
         ids = self._id_dataset() if with_ids and self.id_kind else None
+        if self.mapped:  # contiguous, uncompressed: map the rows in the file itself, no copy
+            with open(self.path, "rb") as raw:
+                for a in range(start, self.rows, batch_rows):
+                    n = min(batch_rows, self.rows - a)
+                    window = map_rows(raw.fileno(), self._raw, self.dtype, self.dim, a, n)
+                    yield Batch(a, window, ids=None if ids is None else _plain_ids(ids[a:a + n]))
+            return
+        ring = BufferRing((min(batch_rows, max(self.rows, 1)), self.dim), self.dtype, self.ring_size)
         for a in range(start, self.rows, batch_rows):
             n = min(batch_rows, self.rows - a)
             buf = ring.next(n)
@@ -127,6 +138,19 @@ class H5Source(Source):
             self._file = None
 
 
+def _contiguous_offset(ds) -> int | None:
+    """Byte offset of a dataset's rows in its file when they can be mapped directly: stored
+    contiguously, unfiltered, allocated, native byte order, in a plain file; else None."""
+    try:
+        if ds.chunks is not None or ds.compression or ds.dtype != ds.dtype.newbyteorder("=") or not ds.size:
+            return None
+        if ds.file.driver not in ("sec2", "stdio"):
+            return None
+        return ds.id.get_offset()
+    except (AttributeError, OSError, RuntimeError):
+        return None
+
+
 def _plain_ids(ids: np.ndarray) -> np.ndarray:
     if ids.dtype.kind in "OS":  # variable-length: one Python str per id, never a fixed-width array
         return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in ids], dtype=object)
@@ -135,6 +159,7 @@ def _plain_ids(ids: np.ndarray) -> np.ndarray:
 
 class H5Sink(Sink):
     carries_ids = True
+    mapped = True  # rows of a dataset of known size are written through mapped windows
 
     def __init__(self, path, spec: SinkSpec, resume_rows=0, chunk_rows=65536):
         super().__init__(path, spec, resume_rows)
@@ -152,7 +177,12 @@ class H5Sink(Sink):
         self._file = h5py.File(path, "w")
         if like is not None:
             self._copy_others(like)
-        self._ds = self._create(spec, chunk_rows)
+        try:
+            self._ds = self._create(spec, chunk_rows)
+        except (TypeError, ValueError) as e:  # a path through a dataset, a name already taken...
+            self.abort()
+            raise UsageError(f"cannot create dataset {self.dataset_name!r} ({e}); name another with "
+                             "-o FILE.h5:/group/name", path) from None
         for k, v in (like.attrs.items() if like else ()):
             self._ds.attrs[k] = v
         if spec.stamp is not None:
@@ -162,7 +192,7 @@ class H5Sink(Sink):
 
     def _create_ids(self, spec: SinkSpec):
         name = (self.dataset_name.rsplit("/", 1)[0] or "") + "/ids"
-        dtype = np.int64 if spec.ids == "int" else h5py.string_dtype()
+        dtype = {"int": np.int64, "uint": np.uint64}.get(spec.ids, h5py.string_dtype())
         rows = spec.rows or 0
         return self._file.create_dataset(name, shape=(rows,), maxshape=(None,) if spec.rows is None else (rows,),
                                          dtype=dtype, chunks=(4096,) if spec.rows is None else None)
@@ -173,13 +203,14 @@ class H5Sink(Sink):
                                              dtype=spec.dtype, chunks=(min(chunk_rows, 4096), spec.dim))
         if not spec.rows:
             return self._file.create_dataset(self.dataset_name, shape=(0, spec.dim), dtype=spec.dtype)
-        # All chunks are allocated now, so writing rows later never changes the file's
-        # metadata: a run killed mid-way leaves a consistent file that --resume can reopen.
+        # Stored contiguously and allocated now: writing rows later never changes the file's
+        # metadata (a run killed mid-way leaves a consistent file that --resume can reopen),
+        # and the rows have one place in the file, which `window` maps to write them directly.
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
         return self._file.create_dataset(self.dataset_name, shape=(spec.rows, spec.dim), dtype=spec.dtype,
-                                         chunks=(max(1, min(spec.rows, chunk_rows)), spec.dim), dcpl=dcpl)
+                                         dcpl=dcpl)
 
     def _copy_others(self, like: H5Layout) -> None:
         with h5py.File(like.path, "r") as src:
@@ -195,6 +226,12 @@ class H5Sink(Sink):
             src.visititems(copy)
 
     def write(self, embeddings, extra=None, ids=None):
+        try:
+            self._write(embeddings, ids)
+        except RuntimeError as e:  # HDF5 reports a full disk as a RuntimeError
+            raise OSError(f"HDF5 could not write ({e})") from None
+
+    def _write(self, embeddings, ids):
         n = len(embeddings)
         if n and self.spec.rows is None:
             self._ds.resize(self.written + n, axis=0)
@@ -210,14 +247,39 @@ class H5Sink(Sink):
     def row_at(self, index):
         return self._ds[index]
 
+    def window(self, start, rows):
+        """Writable rows of the dataset, mapped from the file itself (None for a stream)."""
+        if self.spec.rows is None or self._ids is not None:
+            return None
+        if getattr(self, "_raw", None) is None:
+            offset = _contiguous_offset(self._ds)
+            if offset is None:
+                return None
+            self._raw = open(self.path, "r+b")
+            end = offset + self._ds.size * self._ds.dtype.itemsize
+            if os.fstat(self._raw.fileno()).st_size < end:  # HDF5 may extend the file only at close
+                os.posix_fallocate(self._raw.fileno(), offset, end - offset)
+            self._offset = offset
+        return map_rows(self._raw.fileno(), self._offset, self._ds.dtype, self.spec.dim, start, rows, writable=True)
+
+    def advance(self, rows):
+        self.written += rows
+
     def flush(self):
-        self._file.flush()
+        try:
+            self._file.flush()
+        except RuntimeError as e:
+            raise OSError(f"HDF5 could not write ({e})") from None
 
     def finish(self):
         self._check_rows()
+        self.flush()
         self.abort()
 
     def abort(self):
+        if getattr(self, "_raw", None) is not None:
+            self._raw.close()
+            self._raw = None
         if getattr(self, "_file", None):
             self._file.close()
             self._file = None

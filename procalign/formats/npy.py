@@ -36,6 +36,8 @@ def read_header(path: Path, f) -> tuple[tuple, bool, np.dtype, int]:
 
 
 class NpySource(Source):
+    mapped = True  # batches are memory-mapped windows (see chunking)
+
     def __init__(self, location, options: ReadOptions = ReadOptions()):
         path = location.path
         self.path = str(path)
@@ -62,6 +64,7 @@ class NpySource(Source):
                              "save np.ascontiguousarray(a)", p)
         self.rows, self.dim = int(shape[0]), int(shape[1])
         self._file_dtype = dtype
+        self.mapped = dtype == dtype.newbyteorder("=")
         self.dtype = dtype.newbyteorder("=")
         expected = self._offset + self.rows * self.dim * dtype.itemsize
         actual = os.fstat(self._file.fileno()).st_size
@@ -89,7 +92,12 @@ class NpySource(Source):
             return
         for a in range(start, self.rows, batch_rows):
             n = min(batch_rows, self.rows - a)
-            yield Batch(a, map_rows(self._file.fileno(), self._offset, self.dtype, self.dim, a, n))
+            try:
+                window = map_rows(self._file.fileno(), self._offset, self.dtype, self.dim, a, n)
+            except ValueError:  # the mapping runs past the end: the file shrank after it was opened
+                raise InputError(f"file ended before row {a + n}; it was truncated while being read", self.path) \
+                    from None
+            yield Batch(a, window)
 
     def take(self, indices):
         mm = np.memmap(self.path, dtype=self._file_dtype, mode="r", offset=self._offset,
@@ -133,6 +141,8 @@ class NpySink(Sink):
     full disk fails now, not mid-way) and `window` hands out writable memory-mapped rows, so
     the product writes straight into the file; a stream is appended with plain writes.
     """
+
+    mapped = True  # rows are written through memory-mapped windows (see chunking)
 
     def __init__(self, path, spec: SinkSpec, resume_rows=0):
         super().__init__(path, spec, resume_rows)

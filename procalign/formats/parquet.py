@@ -69,6 +69,7 @@ class ParquetLayout:
 
 class ParquetSource(Source):
     extra_buffers = 4  # decoded record batches in flight and page buffers (measured)
+    cheap_take = False  # take() decodes whole row groups: joins by id spool instead
 
     def __init__(self, location, options: ReadOptions = ReadOptions()):
         path, column, id_column = location.path, options.column, options.id_column
@@ -121,7 +122,8 @@ class ParquetSource(Source):
         self.metadata = schema.metadata or {}
         self.layout = ParquetLayout(schema, column, _codecs(self._pf))
         if self.id_column is not None:
-            self.id_kind = self._id_kind(np.int64 if pa.types.is_integer(schema.field(self.id_column).type) else object)
+            id_type = schema.field(self.id_column).type
+            self.id_kind = self._id_kind(np.dtype(id_type.to_pandas_dtype()) if pa.types.is_integer(id_type) else object)
         groups = [self._pf.metadata.row_group(i).num_rows for i in range(self._pf.num_row_groups)]
         self._group_starts = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
 
@@ -136,9 +138,16 @@ class ParquetSource(Source):
                     continue
                 if pos < start:
                     rb, pos = rb.slice(start - pos), start
-                ids = rb.column(self.id_column).to_numpy(zero_copy_only=False) if with_ids and self.id_column else None
+                ids = self._batch_ids(rb, pos) if with_ids and self.id_column else None
                 yield Batch(pos, to_matrix(rb.column(self.column), self.dim, self.path, pos), rb, ids)
                 pos += rb.num_rows
+
+    def _batch_ids(self, rb: pa.RecordBatch, first: int) -> np.ndarray:
+        col = rb.column(self.id_column)
+        if col.null_count:
+            raise InputError(f"id column {self.id_column!r} is null near row {first}; every row needs an id to carry",
+                             self.path)
+        return col.to_numpy(zero_copy_only=False)
 
     def take(self, indices):
         indices = np.asarray(indices, dtype=np.int64)
@@ -199,15 +208,16 @@ def writer_options(schema: pa.Schema, column: str, codecs: tuple = ()) -> dict:
 
 
 class ParquetSink(Sink):
-    carries_ids = True
     """One row group per written chunk. From a parquet source, other columns pass through.
 
     Each chunk is encoded by pyarrow as a complete in-memory Parquet file; its body goes to the
-    output and its footer to a sidecar (``PATH.footers``), flushed per chunk. `close` merges the
+    output and its footer to a sidecar (``PATH.footers``), flushed per chunk. `finish` merges the
     footers (`parquet_footer.merge`) and deletes the sidecar. After a kill, ``resume_rows``
     reopens the file and keeps the chunks the sidecar lists, so the result is byte-identical to
     an uninterrupted run with the same chunks.
     """
+
+    carries_ids = True
 
     extra_buffers = 6  # the encoded chunk grows by doubling, plus pages (measured)
 
@@ -224,7 +234,8 @@ class ParquetSink(Sink):
         else:
             fields = [pa.field(self.column, probe.type)]
             if spec.ids:  # ids from a source of another format become an `id` column
-                fields.insert(0, pa.field(ID_COLUMN, pa.int64() if spec.ids == "int" else pa.string()))
+                id_type = {"int": pa.int64(), "uint": pa.uint64()}.get(spec.ids, pa.string())
+                fields.insert(0, pa.field(ID_COLUMN, id_type))
             schema = pa.schema(fields)
         meta = dict(schema.metadata or {})
         if spec.stamp is not None:

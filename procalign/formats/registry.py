@@ -31,18 +31,25 @@ class Format:
     module: str
     inner: str | None = None   # what "FILE:NAME" names inside the file, if anything
     inner_prefix: str = ""     # how an inner name starts ("/" for HDF5 paths)
+    inner_required: bool = False
+    stdio: bool = False        # "-" means standard input / output in this format
 
     @property
     def usage(self) -> str:
         base = "/".join(self.suffixes)
-        return f"{base}[:{self.inner_prefix}{self.inner}]" if self.inner else base
+        if self.inner:
+            base = f"{base}:{self.inner.upper()}" if self.inner_required else f"{base}[:{self.inner_prefix}{self.inner}]"
+        return f"{base} (or - for stdin/stdout)" if self.stdio else base
 
 
 FORMATS: tuple[Format, ...] = (
     Format("npy", (".npy",), "npy"),
     Format("parquet", (".parquet",), "parquet"),
     Format("hdf5", (".h5", ".hdf5"), "hdf5", inner="dataset", inner_prefix="/"),
+    Format("jsonl", (".jsonl", ".ndjson"), "jsonl", stdio=True),
+    Format("llm", (".db", ".sqlite", ".sqlite3"), "llm_collection", inner="collection", inner_required=True),
 )
+STDIO = "-"
 
 
 def format_help() -> str:
@@ -67,6 +74,10 @@ class Location:
     def dataset(self) -> str | None:
         return self.inner
 
+    @property
+    def is_stdio(self) -> bool:
+        return str(self.path) == STDIO
+
     def __str__(self) -> str:
         return f"{self.path}:{self.inner}" if self.inner else str(self.path)
 
@@ -75,6 +86,8 @@ def parse_location(text: str, inner: str | None = None) -> Location:
     """Parse ``FILE`` or ``FILE:NAME`` (only for formats with inner names; a ':' elsewhere in a
     path is part of the path). ``inner`` is the --dataset option; it must agree with ``:NAME``."""
     text = str(text)
+    if text == STDIO:
+        return Location(Path(STDIO), next(f for f in FORMATS if f.stdio))
     path, named = text, None
     head, sep, tail = text.rpartition(":")
     fmt = _by_suffix(head) if sep else None
@@ -90,6 +103,8 @@ def parse_location(text: str, inner: str | None = None) -> Location:
         raise UsageError(f"the path names {fmt.inner} {named!r} but --{fmt.inner} says {inner!r}; give one", path)
     if inner is not None and fmt.inner_prefix and not inner.startswith(fmt.inner_prefix):
         inner = fmt.inner_prefix + inner
+    if fmt.inner_required and not (named or inner):
+        raise UsageError(f"name the {fmt.inner} inside the file: {Path(path).name}:{fmt.inner.upper()}", path)
     return Location(Path(path), fmt, named or inner)
 
 
@@ -99,6 +114,8 @@ def _module(fmt: Format):
 
 def open_source(location: Location, options: ReadOptions = ReadOptions()) -> Source:
     """Open a location for reading; raises InputError/UsageError naming the file."""
+    if location.is_stdio:
+        return _module(location.format).SOURCE(location, options)
     if not location.path.is_file():
         raise InputError("no such file; check the path", location.path)
     if location.path.stat().st_size == 0:

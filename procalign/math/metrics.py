@@ -57,16 +57,24 @@ def retrieval(queries: np.ndarray, candidates: np.ndarray, block: int = 1024) ->
             "mrr": float(np.mean(1.0 / r)), "candidates": int(len(candidates))}
 
 
-def knn_indices(x: np.ndarray, k: int = 10, block: int = 1024) -> np.ndarray:
-    """Indices of each row's k nearest other rows (cosine), unordered; (n, k)."""
-    return _knn(x, min(k, len(x) - 1), block)
+def knn_indices(x: np.ndarray, k: int = 10, block: int = 1024, euclidean: bool = False) -> np.ndarray:
+    """Indices of each row's k nearest other rows (cosine, or Euclidean distance), unordered; (n, k)."""
+    return _knn(x, min(k, len(x) - 1), block, euclidean)
 
 
-def _knn(x: np.ndarray, k: int, block: int) -> np.ndarray:
-    u = _unit(x)
+def _knn(x: np.ndarray, k: int, block: int, euclidean: bool = False) -> np.ndarray:
+    if euclidean:
+        # Distances ignore a shift, and centred rows keep float32 products accurate. Nearest by
+        # distance = largest u_i.u_j - |u_j|^2 / 2 (|u_i|^2 is the same along a row).
+        u = np.asarray(x - np.mean(x, axis=0, dtype=np.float64), np.float32)
+        half_sq = 0.5 * np.einsum("ij,ij->i", u, u)
+    else:
+        u = _unit(x)
     out = np.empty((len(u), k), dtype=np.int64)
     for a in range(0, len(u), block):
         sims = u[a:a + block] @ u.T
+        if euclidean:
+            sims -= half_sq
         sims[np.arange(len(sims)), np.arange(a, a + len(sims))] = -np.inf  # not its own neighbour
         out[a:a + block] = np.argpartition(-sims, k - 1, axis=1)[:, :k]
     return out
@@ -82,9 +90,15 @@ def knn_overlap(a: np.ndarray, b: np.ndarray, k: int = 10, block: int = 1024,
     if k < 1:
         return float("nan")
     na = _knn(a, k, block)
-    nb = _knn(b, k, block) if b_neighbours is None else b_neighbours
+    return neighbour_overlap(na, _knn(b, k, block) if b_neighbours is None else b_neighbours)
+
+
+def neighbour_overlap(na: np.ndarray, nb: np.ndarray) -> float:
+    """Mean share of each row's neighbours (`knn_indices`) that two neighbour lists agree on."""
+    if na.size == 0:
+        return float("nan")
     hits = (na[:, :, None] == nb[:, None, :]).any(axis=2).sum()
-    return float(hits / (k * len(na)))
+    return float(hits / na.size)
 
 
 class CosineHistogram:

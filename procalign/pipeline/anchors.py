@@ -52,6 +52,20 @@ def _check_unique(ids: np.ndarray, path: str) -> None:
                          "unique, deduplicate the file", path)
 
 
+def comparable_ids(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ids as values that compare exactly: numpy compares uint64 with int64 through float64,
+    which pairs distinct large ids; mixed kinds become Python ints (or strs) instead."""
+    kinds = {a.dtype.kind, b.dtype.kind}
+    if kinds <= {"i"} or kinds <= {"u"}:
+        return a, b
+    if kinds <= {"i", "u"}:
+        return a.astype(object), b.astype(object)
+    as_text = lambda ids: np.array([str(v) if not isinstance(v, str) else v for v in ids.tolist()], dtype=object)
+    if kinds & {"i", "u"}:  # numbers on one side, text on the other: compare as text (5 and "5" agree)
+        return as_text(a), as_text(b)
+    return a.astype(object) if a.dtype.kind == "U" else a, b.astype(object) if b.dtype.kind == "U" else b
+
+
 def pair_anchors(source: Source, target: Source, by_position: bool = False) -> Pairing:
     for r in (source, target):
         if r.rows == 0:
@@ -63,6 +77,7 @@ def pair_anchors(source: Source, target: Source, by_position: bool = False) -> P
             raise InputError(f"{source.rows} rows here but {target.rows} in {target.path}; without ids on "
                              "both sides, row i of each file must be the same item", source.path)
         return Pairing("position", source.rows)
+    sid, tid = comparable_ids(sid, tid)
     _check_unique(sid, source.path)
     _check_unique(tid, target.path)
     try:

@@ -17,11 +17,11 @@ from ..formats import Location, ReadOptions, SinkSpec, open_source, sink_class
 from ..math.affine import NonFiniteRows
 from ..transform import Transform
 from .chunking import apply_chunk_rows
-from .delivery import Delivery, DeliveryPolicy
+from .delivery import DeliveryPolicy, delivery_for
 from .journal import input_identity
 from .progress import Progress
 from .stamps import check_stamp, stamp_for
-from .stream import BatchMapper, map_stream
+from .stream import BatchMapper, map_stream, read_guard
 
 
 @dataclass
@@ -64,27 +64,30 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
     progress = progress or Progress()
     applied = job.transform.inverse() if job.inverse else job.transform
     with open_source(job.source, ReadOptions(job.column)) as source:
+        if source.rows == 0:
+            raise InputError("file has zero rows; there is nothing to map", source.path)
         if source.dim != applied.d_source:
             raise TransformFileError(
                 f"transform maps {applied.d_source}-d {'target' if job.inverse else 'source'} vectors but "
                 f"{source.path} has {source.dim}-d rows; check the file or the direction (--inverse)",
                 job.transform_path)
-        if source.rows == 0:
-            raise InputError("file has zero rows; there is nothing to map", source.path)
         check_stamp(source.stamp(), applied, source.path, job.force)
         out_dtype = np.dtype(job.dtype) if job.dtype else source.dtype
         sink = sink_class(job.destination)
         rows = job.batch_rows or apply_chunk_rows(job.memory_mb, source, sink, applied.d_target, out_dtype.itemsize)
+        rows = rows if source.rows is None else max(1, min(rows, source.rows))  # buffers never exceed the file
         stamp = stamp_for(job.transform, applied, job.inverse)
         same_format = job.source.format == job.destination.format
         carry_ids = source.id_kind if not same_format and sink.carries_ids else None
         spec = SinkSpec(applied.d_target, out_dtype, source.rows, stamp,
                         like=source.layout if same_format else None, name=job.destination.inner, ids=carry_ids)
-        identity = {**input_identity(job.source.path), "transform": stamp["transform"], "inverse": job.inverse,
+        identity = {**input_identity(job.source.path), "location": str(job.source), "column": job.column,
+                    "transform": stamp["transform"], "inverse": job.inverse,
                     "dtype": str(out_dtype), "batch_rows": rows, "rows": source.rows,
                     "format": job.destination.format.name}
         began = time.perf_counter()
-        with Delivery(job.destination.path, [job.source.path], sink, spec, identity, job.policy) as delivery:
+        inputs = ([] if job.source.is_stdio else [job.source.path]) + [job.transform_path]
+        with delivery_for(job.destination, inputs, sink, spec, identity, job.policy) as delivery:
             if job.source.format.name == "parquet" and not same_format:
                 delivery.notes.append("other parquet columns are not carried into a non-parquet output")
             if source.id_kind and not same_format and not sink.carries_ids:
@@ -100,7 +103,7 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                 progress.advance(len(out))
 
             try:
-                batches = source.batches(rows, delivery.start, with_ids=carry_ids is not None)
+                batches = read_guard(source.batches(rows, delivery.start, with_ids=carry_ids is not None), source.path)
                 done = delivery.start + map_stream(batches, mapper, write)
             except NonFiniteRows as e:
                 raise InputError(f"{e.what} at row {int(e.rows[0])}; {e.fix}", source.path) from None

@@ -8,6 +8,7 @@ chunk is the largest that keeps all of them within the budget, between `MIN_ROWS
 from __future__ import annotations
 
 RING = 4            # chunk buffers per side: one read ahead, one computing, one writing, one spare
+WINDOWS = 2         # mapped windows resident per side: the one computing and the one being recorded
 MIN_ROWS = 256
 MAX_ROWS = 1 << 16
 
@@ -17,14 +18,20 @@ def rows_for_budget(budget_mb: int, bytes_per_row: int) -> int:
 
 
 def apply_chunk_rows(budget_mb: int, source, sink_class, d_out: int, out_itemsize: int) -> int:
-    """Rows per chunk for source -> map -> sink."""
-    per_row = (RING + source.extra_buffers) * source.dim * source.dtype.itemsize \
-        + (RING + sink_class.extra_buffers) * d_out * out_itemsize
+    """Rows per chunk for source -> map -> sink.
+
+    Memory-mapped windows (`Source.mapped`, `Sink.mapped`) hold no ring: a window read ahead
+    is only advised to the kernel, so about two windows per side are resident at a time.
+    """
+    ins = WINDOWS if getattr(source, "mapped", False) else RING + source.extra_buffers
+    outs = WINDOWS if getattr(sink_class, "mapped", False) else RING + sink_class.extra_buffers
+    per_row = ins * source.dim * source.dtype.itemsize + outs * d_out * out_itemsize
     return rows_for_budget(budget_mb, per_row)
 
 
 def pair_chunk_rows(budget_mb: int, source, target) -> int:
     """Rows per chunk when reading anchor pairs from two sources."""
-    per_row = RING * (source.dim * source.dtype.itemsize + target.dim * target.dtype.itemsize) \
+    per_row = (RING + source.extra_buffers) * source.dim * source.dtype.itemsize \
+        + (RING + target.extra_buffers) * target.dim * target.dtype.itemsize \
         + 4 * (source.dim + target.dim)  # plus the shifted float32 copies of a block
     return rows_for_budget(budget_mb, per_row)

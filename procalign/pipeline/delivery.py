@@ -105,8 +105,13 @@ class Destination:
     def __enter__(self) -> "Destination":
         check_destination(self.named, self.inputs, self.overwrite)
         self._lock()
-        if not self.keep_partial:
-            self.discard()
+        try:  # again: with --wait, the run we waited for may have written it meanwhile
+            check_destination(self.named, self.inputs, self.overwrite)
+            if not self.keep_partial:
+                self.discard()
+        except BaseException:
+            self._unlock()
+            raise
         return self
 
     def _lock(self) -> None:
@@ -154,11 +159,14 @@ class Destination:
     def __exit__(self, exc_type, exc, tb):
         if not self.committed and not self.keep_partial_on_exit:
             self.discard()
+        self._unlock()
+        return False
+
+    def _unlock(self) -> None:
         if self._lock_fd is not None:
             lock_path(self.final).unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None
-        return False
 
 
 # Destinations this process has completed: an interruption after a rename must not claim that
@@ -258,7 +266,7 @@ class Delivery:
     def _check_tail(self, sink: Sink) -> None:
         """The journal must agree with the partial file: its last row is there, byte for byte."""
         tail = sink.row_at(self.start - 1)
-        if tail is not None and row_digest(tail) != self._found.tail:
+        if tail is not None and row_digest(tail, self.start - 1) != self._found.tail:
             sink.abort()
             raise ValueError(f"the partial file's row {self.start - 1} is not the one the journal recorded")
 
@@ -273,7 +281,8 @@ class Delivery:
             self.sink.flush()
         except OSError as e:
             raise _named(e, self.named) from None
-        self.journal.save(self.journal.rows_done + len(rows), row_digest(rows[-1]) if len(rows) else None)
+        done = self.journal.rows_done + len(rows)
+        self.journal.save(done, row_digest(rows[-1], done - 1) if len(rows) else None)
 
     def commit(self) -> None:
         with signals_deferred():
@@ -285,16 +294,72 @@ class Delivery:
             self.sink.after_commit(self.named)
 
     def __exit__(self, exc_type, exc, tb):
-        if exc_type is not None and self.sink is not None:
-            self.sink.abort()
-        return self.destination.__exit__(exc_type, exc, tb)
+        try:
+            if exc_type is not None and self.sink is not None:
+                _quietly(self.sink.abort)
+        finally:
+            return self.destination.__exit__(exc_type, exc, tb)
 
 
-def row_digest(row) -> str:
-    """A fingerprint of one written row, kept in the journal to check the partial file."""
-    return hashlib.sha256(row.tobytes()).hexdigest()[:32]
+def row_digest(row, index: int) -> str:
+    """A fingerprint of written row ``index``, kept in the journal to check the partial file
+    (the index is in it, so a row of zeros from an unwritten region cannot match by chance)."""
+    return hashlib.sha256(f"{index}|".encode() + row.tobytes()).hexdigest()[:32]
+
+
+def _quietly(release) -> None:
+    """Release a sink after a failure; a second failure there must not hide the first."""
+    try:
+        release()
+    except Exception:
+        pass
 
 
 def _named(e: OSError, path: Path) -> OutputError:
     """An OS error while writing, as one line that names the destination."""
     return OutputError(f"writing failed ({e.strerror or e}); free some space or check the disk", path)
+
+
+class DirectDelivery:
+    """For destinations that are not a file procalign can rename into place: standard output
+    (a pipe cannot be un-written: a failure part-way leaves what was already sent) and sinks
+    that are atomic by themselves (``Sink.self_atomic``: a database written in one
+    transaction). Same face as `Delivery`; no temporary file, lock or journal."""
+
+    def __init__(self, final: Path, sink_class: type[Sink], spec: SinkSpec, policy: DeliveryPolicy):
+        if policy.resume:
+            raise UsageError("--resume needs a file destination; this one is written in one go", final)
+        self.named, self.sink_class, self.spec, self.policy = Path(final), sink_class, spec, policy
+        self.notes: list[str] = []
+        self.start = 0
+        self.sink: Sink | None = None
+
+    def __enter__(self) -> "DirectDelivery":
+        self.sink = self.sink_class(self.named, self.spec, overwrite=self.policy.overwrite) \
+            if getattr(self.sink_class, "self_atomic", False) else self.sink_class(self.named, self.spec)
+        return self
+
+    def write(self, rows, extra=None, ids=None, in_place=False) -> None:
+        try:
+            self.sink.write(rows, extra, ids)
+            self.sink.flush()
+        except OSError as e:
+            raise _named(e, self.named) from None
+
+    def commit(self) -> None:
+        with signals_deferred():
+            self.sink.finish()
+        COMMITTED.append(self.named)
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None and self.sink is not None:
+            _quietly(self.sink.abort)
+        return False
+
+
+def delivery_for(location, inputs, sink_class: type[Sink], spec: SinkSpec, identity: dict,
+                 policy: DeliveryPolicy = DeliveryPolicy()):
+    """The delivery a destination needs: a file renamed into place, or a direct one."""
+    if location.is_stdio or getattr(sink_class, "self_atomic", False):
+        return DirectDelivery(location.path, sink_class, spec, policy)
+    return Delivery(location.path, inputs, sink_class, spec, identity, policy)

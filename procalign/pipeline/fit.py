@@ -7,6 +7,7 @@ report never needs this module.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -15,14 +16,17 @@ import numpy as np
 from ..errors import UsageError
 from ..formats import Location, ReadOptions, open_source
 from ..math.fold import HoldoutSplit, NonFinitePair, PairFold
-from ..math.procrustes import FitOptions, fit_transform
+from ..math.methods import ORTHOGONAL
+from ..math.procrustes import FitOptions
 from ..math.sampling import RowSample
 from ..math.stats import AlignmentStats
 from ..transform import Space, Transform
 from .anchors import Pairing, iter_pairs, pair_anchors
 from .chunking import pair_chunk_rows
+from .methods import check_method, fit_chosen
 from .progress import Progress
-from .stream import run_stages
+from .spool import random_access, spool_dir
+from .stream import read_guard, run_stages
 
 
 @dataclass
@@ -41,6 +45,8 @@ class FitJob:
     source_name: str | None = None
     target_name: str | None = None
     memory_mb: int = 128
+    method: str = ORTHOGONAL      # or whitened, affine, auto (see pipeline.methods)
+    reweight: float | None = None  # whitened: None for the default
 
     @property
     def read_options(self) -> ReadOptions:
@@ -60,6 +66,7 @@ class AnchorPairs:
     read_options: ReadOptions
     pairing: Pairing
     chunk_rows: int
+    spool: object = None  # keeps spooled copies of streamed anchors on disk while needed
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         with open_source(self.source, self.read_options) as src, open_source(self.target, self.read_options) as tgt:
@@ -74,14 +81,18 @@ class FitResult:
     pairs: AnchorPairs
     heldout: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None   # (x, y, ids)
     control: tuple[np.ndarray, np.ndarray] | None = None                      # fit-side sample
+    method_rows: dict | None = None  # every candidate method measured on the held-out pairs
 
 
 def _check_job(job: FitJob) -> None:
     if not 0 <= job.holdout < 1:
         raise UsageError(f"--holdout must be in [0, 1), got {job.holdout}")
+    if job.source.is_stdio and job.target.is_stdio:
+        raise UsageError("only one input can come from standard input ('-'); give the other as a file")
     if job.source.path.resolve() == job.target.path.resolve() and job.source.inner == job.target.inner:
         raise UsageError("source and target are the same file; fit needs the same items embedded twice",
                          job.source.path)
+    check_method(job.method, job.options, job.holdout, job.reweight)
 
 
 def default_names(source: Location, target: Location) -> tuple[str, str]:
@@ -111,14 +122,17 @@ def _fold_for(job: FitJob, stats: AlignmentStats, pairs: int) -> PairFold:
 def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
     progress = progress or Progress()
     _check_job(job)
-    with open_source(job.source, job.read_options) as src, open_source(job.target, job.read_options) as tgt:
+    spool = spool_dir()  # streams are copied here, so pairs can be read again and by id
+    with contextlib.ExitStack() as opened:
+        src, tgt = (opened.enter_context(random_access(open_source(loc, job.read_options), spool.name))
+                    for loc in (job.source, job.target))
         if job.options.rotation_only and src.dim != tgt.dim:
             raise UsageError(f"--rotation-only needs equal dimensions, got {src.dim} -> {tgt.dim}", job.source.path)
         pairing = pair_anchors(src, tgt, job.by_position)
-        with_gram = job.report or (job.options.scale and src.dim > tgt.dim)
+        with_gram = job.report or (job.options.scale and src.dim > tgt.dim) or job.method != ORTHOGONAL
         stats = AlignmentStats.empty(src.dim, tgt.dim, with_gram=with_gram)
         fold = _fold_for(job, stats, pairing.pairs)
-        rows = job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt)
+        rows = max(1, min(job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt), pairing.pairs))
 
         def add(item):
             start, x, y = item
@@ -129,14 +143,17 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
 
         progress.start("fitting", pairing.pairs)
         try:
-            run_stages(iter_pairs(src, tgt, pairing, rows), add, progress.advance)  # reads overlap the math
+            # reads overlap the math; read errors name the file that could not be read
+            run_stages(read_guard(iter_pairs(src, tgt, pairing, rows), f"{src.path} or {tgt.path}"), add,
+                       progress.advance)
         finally:
             progress.stop()
         if stats.n == 0:
             raise UsageError(f"--holdout {job.holdout} leaves no anchor pair to fit on ({pairing.pairs} pairs)",
                              job.source.path)
         try:
-            affine, fit_summary = fit_transform(stats, job.options)
+            chosen = fit_chosen(stats, job.options, job.method, job.reweight,
+                                fold.heldout.arrays() if fold.heldout else None, with_rows=job.report)
         except ValueError as e:
             raise UsageError(str(e), job.source.path) from None
         names = default_names(job.source, job.target)
@@ -144,10 +161,11 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
             raise UsageError(f"both spaces would be named {job.source_name or names[0]!r}; give --source-name "
                              "and --target-name different names", job.source.path)
         transform = Transform.fitted(
-            affine, Space(job.source_name or names[0], src.dim), Space(job.target_name or names[1], tgt.dim),
-            job.options,
+            chosen.map, Space(job.source_name or names[0], src.dim), Space(job.target_name or names[1], tgt.dim),
+            chosen.options, chosen.method,
             anchors=stats.n, pairing=pairing.summary(), files={"source": job.source.path.name, "target": job.target.path.name},
-            holdout={"fraction": job.holdout, "seed": job.seed, "pairs": pairing.pairs - stats.n}, fit=fit_summary)
-    pairs = AnchorPairs(job.source, job.target, job.read_options, pairing, rows)
+            holdout={"fraction": job.holdout, "seed": job.seed, "pairs": pairing.pairs - stats.n}, fit=chosen.summary)
+    pairs = AnchorPairs(getattr(src, "location", job.source), getattr(tgt, "location", job.target),
+                        job.read_options, pairing, rows, spool)
     samples = (fold.heldout.arrays() if fold.heldout else None, fold.control.arrays() if fold.control else None)
-    return FitResult(transform, pairing, stats, pairs, *samples)
+    return FitResult(transform, pairing, stats, pairs, *samples, method_rows=chosen.rows)

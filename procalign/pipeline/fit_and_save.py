@@ -14,6 +14,8 @@ from .. import transform_file
 from ..transform import Transform
 from .delivery import Destination
 from .fit import FitJob, FitResult, fit_files
+from .fit_checks import anchor_diagnostics, chance_warnings, diagnostic_warnings
+from .methods import with_method_rows
 from .progress import Progress
 from .report import build_report, gated_block, unmet_gates
 
@@ -74,14 +76,20 @@ def fit_and_save(job: FitJob, output: Path | None, gates: dict | None = None, ov
 
 def _fit_and_gate(job: FitJob, gates: dict | None, progress: Progress | None) -> tuple[FitResult, Transform, list[str]]:
     result = fit_files(job, progress)
-    transform = result.transform.with_provenance(warnings=fit_warnings(result))
+    diagnostics = anchor_diagnostics(result.stats, result.transform.options.centre)
+    warnings = fit_warnings(result) + diagnostic_warnings(diagnostics, result.transform, result.stats.n)
+    transform = result.transform.with_provenance(
+        warnings=warnings, fit={**result.transform.provenance["fit"], "diagnostics": diagnostics})
     if job.report:
         report = build_report(transform, result.stats, result.pairs, job.split, result.heldout, result.control,
                               result.pairing.ids, result.pairs.chunk_rows)
+        warnings = warnings + chance_warnings(report.get("heldout"))
+        report = {**with_method_rows(report, result.method_rows, transform.provenance["fit"].get("selection")),
+                  "warnings": warnings}
         anchors = report["anchors"]
         fit = {**transform.provenance["fit"], "mean_cosine": anchors["cosine"]["mean"],
                "relative_residual": anchors["relative_residual"]}
-        transform = transform.with_provenance(report=report, fit=fit)
+        transform = transform.with_provenance(report=report, fit=fit, warnings=warnings)
     failures = []
     if any(v is not None for v in (gates or {}).values()):
         problem = gate_support(transform, result.stats.n)

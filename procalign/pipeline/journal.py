@@ -37,6 +37,8 @@ def content_sample(path: Path, size: int) -> str:
 
 
 def input_identity(path: Path) -> dict:
+    if str(path) == "-":  # standard input: nothing to fingerprint, and nothing to resume
+        return {"input": "-"}
     st = os.stat(path)
     return {"input": str(Path(path).resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "sample": content_sample(path, st.st_size)}
@@ -58,8 +60,10 @@ class Journal:
         path = journal_path(final)
         try:
             doc = json.loads(path.read_text())
+            if not isinstance(doc["identity"], dict):
+                return None
             return cls(path, doc["identity"], int(doc["rows_done"]), doc.get("tail"))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None
 
     def save(self, rows_done: int, tail: str | None = None) -> None:

@@ -12,6 +12,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from ..errors import InputError
 from ..formats.base import Batch
 from ..math.affine import AffineMap, ChunkMapper
 from .chunking import RING
@@ -96,6 +97,19 @@ def map_stream(batches: Iterable[Batch], mapper: BatchMapper,
 
     run_stages(batches, mapper, consume)
     return done[0]
+
+
+def read_guard(items: Iterable, path: str) -> Iterator:
+    """Errors from reading a source become `InputError`s that name it: a damaged chunk found
+    mid-way is bad input (exit 4), not a problem of the destination."""
+    try:
+        yield from items
+    except OSError as e:
+        raise InputError(f"could not read it ({e.strerror or e}); the file may be damaged or changing", path) from None
+    except Exception as e:
+        if type(e).__module__.startswith("pyarrow"):
+            raise InputError(f"could not read it ({e}); the file may be damaged or changing", path) from None
+        raise
 
 
 def batches_of(arrays: Iterable[np.ndarray], start: int = 0) -> Iterator[Batch]:
