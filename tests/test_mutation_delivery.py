@@ -22,8 +22,9 @@ from procalign.pipeline import delivery as dv
 from procalign.pipeline import journal as jn
 
 
-def digest(row):
-    return hashlib.sha256(np.ascontiguousarray(row).tobytes()).hexdigest()[:32]
+def digest(row, index):
+    """The journal's fingerprint of written row ``index``: sha256 of "index|" and its bytes."""
+    return hashlib.sha256(f"{index}|".encode() + np.ascontiguousarray(row).tobytes()).hexdigest()[:32]
 
 
 # ------------------------------------------------------------------ journal
@@ -285,11 +286,11 @@ def test_delivery_writes_journals_and_commits(tmp_path):
         for a in range(0, 20, 5):
             d.write(data[a:a + 5])
             doc = json.loads(jn.journal_path(final).read_text())
-            assert doc == {"identity": IDENTITY, "rows_done": a + 5, "tail": digest(data[a + 4])}
+            assert doc == {"identity": IDENTITY, "rows_done": a + 5, "tail": digest(data[a + 4], a + 4)}
         d.commit()
     assert np.array_equal(np.load(final), data)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npy"]
-    assert dv.row_digest(data[3]) == digest(data[3])
+    assert dv.row_digest(data[3], 3) == digest(data[3], 3)
 
 
 def test_an_empty_chunk_journals_no_tail(tmp_path):
