@@ -31,8 +31,9 @@ bench: $(READY)
 	$(BIN)/python benchmarks/run.py
 
 # Mutation testing (never part of `make test`): mutmut over the modules listed in pyproject.toml
-# ([tool.mutmut]), from scratch each time, then the scores per module group. About 40 minutes
-# on 2 cores; survivors that cannot change behaviour are listed in tests/EQUIVALENT_MUTANTS.md.
+# ([tool.mutmut]), from scratch each time, then the scores per module group. Measured with the
+# focused tests: ~2,100 mutants in 6 minutes on 2 busy cores (so the ~4,800 in about 15-20);
+# survivors that cannot change behaviour are listed in tests/EQUIVALENT_MUTANTS.md.
 mutate: $(READY)
 	$(BIN)/python -m pip install --quiet -e '.[test,mutate]'
 	rm -rf mutants

@@ -763,3 +763,26 @@ def test_histogram_and_agreement_accumulate_over_several_adds(rng):
     a.add(m[15:], y[15:])
     assert a.res_sq == pytest.approx(((m - y) ** 2).sum()) and a.y_sq == pytest.approx((y ** 2).sum())
     assert a.summary()["cosine"]["count"] == 40
+
+
+def test_merging_a_single_pair(rng):
+    x, y = rng.normal(size=(5, 2)), rng.normal(size=(5, 3))
+    s = AlignmentStats.from_batch(x[:4], y[:4], with_gram=True)
+    s.merge(AlignmentStats.from_batch(x[4:], y[4:], with_gram=True))
+    assert_stats(s, brute_stats(x, y))
+
+
+@pytest.mark.parametrize("with_gram", [False, True])
+@pytest.mark.parametrize("wide", ["x", "y"])
+def test_float32_values_whose_products_overflow_are_redone_in_float64(rng, with_gram, wide):
+    # finite float32 values near 1e20: their squares overflow float32 but not float64
+    x = (rng.normal(size=(20, 3)) * 1e20).astype(np.float32)
+    y = rng.normal(size=(20, 2)).astype(np.float32)
+    if wide == "y":
+        x, y = y, x
+    got = AlignmentStats.from_batch(x, y, with_gram=with_gram, block=8)
+    ref = brute_stats(x, y)
+    assert got.n == 20 and np.isfinite(got.comoment).all() and np.isfinite(got.sq_source + got.sq_target)
+    assert_stats(got, ref, rtol=1e-6, atol=0, gram=with_gram)
+    x64 = AlignmentStats.from_batch(x.astype(np.float64), y, with_gram=with_gram)  # one side float64 already
+    assert_stats(x64, ref, rtol=1e-6, atol=0, gram=with_gram)

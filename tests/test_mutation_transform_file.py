@@ -56,10 +56,13 @@ def write(path, arrays, meta, seal=True, version=2):
 
 
 def refused(path, message):
+    """The error names the file first, then says what is wrong (a lower-case sentence)."""
     with pytest.raises(TransformFileError) as e:
         tf.load(path)
-    assert message in str(e.value), str(e.value)
-    return str(e.value)
+    text = str(e.value)
+    assert text.startswith(f"{path}: ") and message in text, text
+    assert text[len(f"{path}: ")].islower(), text
+    return text
 
 
 @pytest.fixture
@@ -261,7 +264,8 @@ def test_orthonormal_rows_or_columns_within_the_tolerance(tmp_path, rng, shape):
 
 
 @pytest.mark.parametrize("changes,message", [
-    (dict(method="ridge"), "method 'ridge' is not one this procalign knows (orthogonal, whitened, affine); upgrade procalign"),
+    (dict(method="ridge"), "method 'ridge' is not one this procalign knows (orthogonal, whitened, affine); "
+                           "upgrade procalign"),
     (dict(inverse_of=5), "metadata 'inverse_of' must be a checksum string or null, got 5"),
     (dict(source={"name": "old"}), "metadata 'source' must be {\"name\": str, \"dim\": int}, got {'name': 'old'}"),
     (dict(target={"name": 3, "dim": 3}), "metadata 'target' must be"),
@@ -301,3 +305,16 @@ def test_loaded_arrays_are_float64_copies(good):
     assert t.matrix.dtype == t.source_mean.dtype == t.target_mean.dtype == np.float64
     # the checksum of a float32 member is taken over its float64 value, as the spec says
     assert t.checksum == spec_checksum(arrays, {**meta})
+
+
+def test_one_dimensional_maps_load(tmp_path):
+    arrays = {"matrix": np.array([[1.0]]), "source_mean": np.zeros(1), "target_mean": np.zeros(1),
+              "scale": np.asarray(1.0)}
+    write(tmp_path / "one.npz", arrays, meta_of(arrays))
+    assert tf.load(tmp_path / "one.npz").matrix.shape == (1, 1)
+
+
+def test_pickled_members_are_never_loaded(tmp_path, good):
+    path, arrays, meta = good
+    np.savez(path, metadata=np.asarray([{"format": "procalign-transform"}], dtype=object), **arrays)
+    refused(path, "not a readable transform file (ValueError: ")
