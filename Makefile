@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.ready
 DEMO   := demo-out
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench mutate clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,15 @@ bench: $(READY)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	$(BIN)/python benchmarks/run.py
 
+# Mutation testing (never part of `make test`): mutmut over the modules listed in pyproject.toml
+# ([tool.mutmut]), from scratch each time, then the scores per module group. Measured with the
+# focused tests: ~2,100 mutants in 6 minutes on 2 busy cores (so the ~4,800 in about 15-20);
+# survivors that cannot change behaviour are listed in tests/EQUIVALENT_MUTANTS.md.
+mutate: $(READY)
+	$(BIN)/python -m pip install --quiet -e '.[test,mutate]'
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children $$(nproc)
+	$(BIN)/python tools/mutation_scores.py
+
 clean:
-	rm -rf $(VENV) $(DEMO) .pytest_cache
+	rm -rf $(VENV) $(DEMO) .pytest_cache mutants
