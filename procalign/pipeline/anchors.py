@@ -99,12 +99,21 @@ def iter_pairs(source: Source, target: Source, pairing: Pairing,
         yield from _zip_exact(source, target, batch_rows)
         return
     for a in range(0, pairing.pairs, batch_rows):
-        si = pairing.source_index[a:a + batch_rows]
-        ti = pairing.target_index[a:a + batch_rows]
-        order = np.argsort(ti, kind="stable")
-        y = np.empty((len(ti), target.dim), target.dtype)
-        y[order] = target.take(ti[order])
-        yield a, source.take(si), y
+        yield a, *take_pairs(source, target, pairing, np.arange(a, min(a + batch_rows, pairing.pairs)))
+
+
+def take_pairs(source: Source, target: Source, pairing: Pairing, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of the given pair indices, ``(x, y)`` in that order (random access: each file is
+    read in increasing row order, then the rows are put back in pair order)."""
+    def rows(reader: Source, index: np.ndarray) -> np.ndarray:
+        order = np.argsort(index, kind="stable")
+        out = np.empty((len(index), reader.dim), reader.dtype)
+        out[order] = reader.take(index[order])
+        return out
+
+    if pairing.mode == "position":
+        return rows(source, pairs), rows(target, pairs)
+    return rows(source, pairing.source_index[pairs]), rows(target, pairing.target_index[pairs])
 
 
 def _exact(reader: Source, rows: int) -> Iterator[np.ndarray]:

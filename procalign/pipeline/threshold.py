@@ -13,7 +13,7 @@ from ..formats import Location, ReadOptions, open_source
 from ..math.sampling import uniform_by_index
 from ..math.thresholds import pair_cosines, translate
 from ..transform import Transform
-from .anchors import pair_anchors
+from .anchors import pair_anchors, take_pairs
 from .spool import random_access, spool_dir
 
 
@@ -32,16 +32,9 @@ class ThresholdJob:
 
 
 def _sample(source, target, pairing, items: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``items`` pairs chosen by a hash of the pair index (as the hold-out is)."""
     chosen = np.flatnonzero(uniform_by_index(0, pairing.pairs, seed) < items / pairing.pairs)[:items]
-    rows_s = chosen if pairing.mode == "position" else pairing.source_index[chosen]
-    rows_t = chosen if pairing.mode == "position" else pairing.target_index[chosen]
-    order_t = np.argsort(rows_t, kind="stable")
-    y = np.empty((len(chosen), target.dim), target.dtype)
-    y[order_t] = target.take(rows_t[order_t])
-    order_s = np.argsort(rows_s, kind="stable")
-    x = np.empty((len(chosen), source.dim), source.dtype)
-    x[order_s] = source.take(rows_s[order_s])
-    return x, y
+    return take_pairs(source, target, pairing, chosen)
 
 
 def translate_threshold(job: ThresholdJob) -> dict:
