@@ -155,7 +155,9 @@ class ChunkMapper:
             out /= np.sqrt(np.einsum("ij,ij->i", out, out))[:, None]
         # A NaN/Inf anywhere in an input row reaches its output row and this one contiguous
         # (SIMD) sum; only then are rows inspected, which also clears a mere overflow of the sum.
-        if not np.isfinite(np.sum(out)):
+        with np.errstate(invalid="ignore", over="ignore"):
+            total = np.sum(out)
+        if not np.isfinite(total):
             bad = np.flatnonzero(~np.isfinite(out).all(axis=1))
             if len(bad):
                 raise NonFiniteRows(bad + first_row, "NaN or Inf value")

@@ -7,7 +7,7 @@ products and take the cores that reading, writing and the per-row work (bias, ch
 need. Measured on 2 cores, 1,000,000 x 384 float32: the apply kernel used 0.7 CPU-seconds less
 and ran 10-20% faster; the fit's statistics with Gram matrices ran 1.9x faster.
 
-Pieces have a fixed size, so whatever is merged per piece (the fit's statistics) comes out the
+Pieces depend on the chunk's row count only, so whatever is merged per piece (the fit's statistics) comes out the
 same on any number of cores; results are returned in piece order, and when pieces fail the
 error of the first one is raised, as a serial loop would.
 
@@ -18,13 +18,44 @@ of the process that call BLAS meanwhile run single-threaded too.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 T = TypeVar("T")
-PIECE_ROWS = 2048  # small enough that a piece's rows stay in cache for the per-row work
+PIECE_ROWS = 1024  # small enough that a piece's rows stay in cache for the per-row work
+
+
+# glibc mallopt(3) parameters: allocations below MMAP_THRESHOLD come from the heap, and the heap
+# is given back to the kernel only past TRIM_THRESHOLD of free memory at its top.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+_heap_kept = False
+
+
+def keep_freed_memory(mmap_threshold: int = 32 << 20, trim_threshold: int = 128 << 20) -> None:
+    """Let freed megabyte-sized buffers be reused instead of returned to the kernel.
+
+    The per-block math allocates a few 0.5-3 MB temporaries per block; glibc serves those with a
+    fresh ``mmap`` each time, so every block paid page faults and zeroing for memory it had just
+    freed. Measured on the fit's statistics (1M x 384 pairs, 2 cores): 1.0 s of system time
+    gone and 25% less wall time. Resident memory may keep up to ``trim_threshold`` of freed
+    heap. glibc only (elsewhere nothing happens); once per process.
+    """
+    global _heap_kept
+    if _heap_kept:
+        return
+    _heap_kept = True
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version"):
+            libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)
+            libc.mallopt(M_TRIM_THRESHOLD, trim_threshold)
+    except OSError:
+        pass
 
 
 def usable_cores() -> int:
@@ -46,6 +77,7 @@ class CorePool:
 
     def __enter__(self) -> "CorePool":
         from threadpoolctl import threadpool_limits
+        keep_freed_memory()
         self._limits = threadpool_limits(1, user_api="blas")
         if self.threads > 1:
             self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="core")
@@ -60,7 +92,10 @@ class CorePool:
             self._limits = None
 
     def spans(self, n: int) -> list[tuple[int, int]]:
-        return [(a, min(a + self.piece_rows, n)) for a in range(0, n, self.piece_rows)]
+        """Pieces of at most ``piece_rows`` rows, as equal as can be (a function of n only)."""
+        k = max(1, -(-n // self.piece_rows))
+        bounds = [n * i // k for i in range(k + 1)]
+        return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
     def run(self, fn: Callable[[int, int], T], n: int) -> list[T]:
         spans = self.spans(n)
