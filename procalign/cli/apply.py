@@ -7,7 +7,8 @@ import typer
 
 from ..formats.registry import format_help
 from .errors import exit_codes
-from .options import BatchRows, Column, Dataset, Force, Json, Memory, Overwrite, Quiet, Wait, input_locations
+from .options import (BatchRows, Column, Dataset, EngineName, Force, Json, Memory, Overwrite, Quiet, Scheduler,
+                      StorageOptions, Wait, Workers, input_locations)
 from .render import print_json, progress_for, stderr, stdout
 
 DTYPES = ("float16", "float32", "float64")
@@ -30,6 +31,10 @@ def apply(
     wait: Wait = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    engine: EngineName = "local",
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    storage_options: StorageOptions = None,
 ) -> None:
     """Map every vector of INPUT with the transform and write OUTPUT, streaming in chunks.
 
@@ -45,7 +50,10 @@ def apply(
             raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
         if output == "-" and json_out:
             raise UsageError("-o - sends the records to stdout, which --json needs too; drop one")
-        job = ApplyJob(transform_file.load(transform), transform, *input_locations([input], dataset),
+        source = input_locations([input], dataset, storage_options)[0]
+        if source.parts or engine != "local":
+            return apply_parts(source, locals())
+        job = ApplyJob(transform_file.load(transform), transform, source,
                        parse_location(output), inverse, dtype, column, memory, batch_rows,
                        overwrite, wait, force, resume, fsync)
         result = apply_file(job, progress_for(quiet or json_out))
@@ -58,3 +66,29 @@ def apply(
             (stderr if output == "-" else stdout).print(
                 f"mapped {result.rows} rows ({result.direction}) in {result.seconds:.2f} s "
                 f"({result.rows_per_second:,.0f} rows/s) -> {'stdout' if output == '-' else result.destination}")
+
+
+def apply_parts(source, args: dict) -> None:
+    """A partitioned input (directory, glob, URL) or a cluster: one output part per input part."""
+    from .. import transform_file
+    from ..formats.parts import output_location
+    from ..pipeline.dataset_apply import apply_dataset
+    from ..pipeline.apply import ApplyJob
+    from ..pipeline.engines import engine_for
+    a = args
+    job = ApplyJob(transform_file.load(a["transform"]), a["transform"], source, output_location(a["output"], source),
+                   a["inverse"], a["dtype"], a["column"], a["memory"], a["batch_rows"], a["overwrite"], a["wait"],
+                   a["force"], a["resume"], a["fsync"])
+    with engine_for(a["engine"], a["scheduler"], a["workers"]) as engine:
+        result = apply_dataset(job, a["output"], engine, progress_for(a["quiet"] or a["json_out"]))
+    for part in result.parts:
+        for note in part.notes:
+            stderr.print(f"note: {part.destination}: {note}")
+    skipped = len(result.parts) - result.written
+    if a["json_out"]:
+        print_json({"rows": result.rows, "parts": len(result.parts), "parts_written": result.written,
+                    "parts_skipped": skipped, "seconds": result.seconds, "rows_per_second": result.rows_per_second,
+                    "output": result.destination, "direction": result.direction, "engine": engine.name})
+    else:
+        stdout.print(f"mapped {result.rows} rows in {len(result.parts)} parts ({result.direction}; {result.written} "
+                     f"written, {skipped} already complete) in {result.seconds:.2f} s -> {result.destination}")
