@@ -47,6 +47,7 @@ class FitJob:
     memory_mb: int = 128
     method: str = ORTHOGONAL      # or whitened, affine, auto (see pipeline.methods)
     reweight: float | None = None  # whitened: None for the default
+    engine: object = None          # a distributed engine (pipeline.engines) folds the pairs on its workers
 
     @property
     def read_options(self) -> ReadOptions:
@@ -119,12 +120,31 @@ def _fold_for(job: FitJob, stats: AlignmentStats, pairs: int) -> PairFold:
         keep_control=min(1.0, job.eval_size / max(pairs - expected_holdout, 1)))
 
 
+def _fold_local(src, tgt, pairing: Pairing, fold: PairFold, rows: int, progress: Progress) -> None:
+    def add(item):
+        start, x, y = item
+        try:
+            return fold.add(start, x, y, pairing.ids_of(start, len(x)))
+        except NonFinitePair as e:
+            raise pairing.error(e, src, tgt) from None
+
+    progress.start("fitting", pairing.pairs)
+    try:
+        # reads overlap the math; read errors name the file that could not be read
+        run_stages(read_guard(iter_pairs(src, tgt, pairing, rows), f"{src.path} or {tgt.path}"), add,
+                   progress.advance)
+    finally:
+        progress.stop()
+
+
 def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
     progress = progress or Progress()
     _check_job(job)
     spool = spool_dir()  # streams are copied here, so pairs can be read again and by id
     with contextlib.ExitStack() as opened:
-        src, tgt = (opened.enter_context(random_access(open_source(loc, job.read_options), spool.name))
+        distributed = getattr(job.engine, "distributed", False)  # workers read the files themselves
+        src, tgt = (opened.enter_context(random_access(open_source(loc, job.read_options), spool.name,
+                                                       by_id=not distributed))
                     for loc in (job.source, job.target))
         if job.options.rotation_only and src.dim != tgt.dim:
             raise UsageError(f"--rotation-only needs equal dimensions, got {src.dim} -> {tgt.dim}", job.source.path)
@@ -134,20 +154,11 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
         fold = _fold_for(job, stats, pairing.pairs)
         rows = max(1, min(job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt), pairing.pairs))
 
-        def add(item):
-            start, x, y = item
-            try:
-                return fold.add(start, x, y, pairing.ids_of(start, len(x)))
-            except NonFinitePair as e:
-                raise pairing.error(e, src, tgt) from None
-
-        progress.start("fitting", pairing.pairs)
-        try:
-            # reads overlap the math; read errors name the file that could not be read
-            run_stages(read_guard(iter_pairs(src, tgt, pairing, rows), f"{src.path} or {tgt.path}"), add,
-                       progress.advance)
-        finally:
-            progress.stop()
+        if distributed:
+            from .distributed_fit import fold_distributed
+            fold_distributed(job, src, tgt, pairing, fold, rows, progress)
+        else:
+            _fold_local(src, tgt, pairing, fold, rows, progress)
         if stats.n == 0:
             raise UsageError(f"--holdout {job.holdout} leaves no anchor pair to fit on ({pairing.pairs} pairs)",
                              job.source.path)
