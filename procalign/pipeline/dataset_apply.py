@@ -1,12 +1,13 @@
 """Apply a transform to a partitioned dataset: one output part per input part, same names.
 
 Each part is a single-file apply (`apply.apply_file`: temporary file, rename, stamp), run by
-an engine (`engines`) on threads here or on Dask workers. A finished part gets a completion
-record beside it, ``.NAME.procalign-done``: the stamp it was written with, the options, the
-input part's identity (size, modification time and content sample locally; size and ETag on
-object storage) and the output's size. A rerun skips every part whose record matches, so an
-interrupted job resumes part by part; an output part without a matching record is replaced
-only with ``--overwrite``. On object storage a part is fetched, mapped locally and published
+an engine (`engines`) on threads here or on Dask workers. Each part has a record beside
+it, ``.NAME.procalign-done``: what it is made from (the stamp it is written with, the options,
+the input part's identity: size, modification time and content sample locally, size and ETag
+on object storage), whether it is "writing" or "done", and the finished part's size. A rerun
+skips every part whose record is done and matches, so an interrupted job resumes part by part;
+a part found with a "writing" record of the same job is this job's own and is redone; any other
+existing part is replaced only with ``--overwrite``. On object storage a part is fetched, mapped locally and published
 through a temporary key (`formats.storage`). One lock covers the output directory.
 
 Notes
@@ -99,13 +100,16 @@ def apply_part(task: PartTask) -> PartOutcome:
     """Map one part, unless its completion record shows it is already done (runs on a worker)."""
     storage, job = _storage(task.job), task.job
     expected, record = made_from(task, storage), record_path(task.destination)
-    found = storage.read_json(record)
-    if found and found.get("made_from") == expected and storage.size(task.destination) == found.get("size"):
+    found = storage.read_json(record) or {}
+    ours = found.get("made_from") == expected
+    if ours and found.get("state") == "done" and storage.size(task.destination) == found.get("size"):
         return PartOutcome(task.source, task.destination, int(found.get("rows", 0)), False)
-    if storage.exists(task.destination) and not job.overwrite:
+    if storage.exists(task.destination) and not (ours or job.overwrite):
         raise OutputError("part exists but was not made from this input with this transform and options; "
                           "pass --overwrite to replace it", task.destination)
-    storage.remove(record)  # a kill from here on leaves no record that could vouch for the part
+    # "writing": a kill from here on leaves a record that vouches for nothing, yet says that a
+    # part found here later is this job's own (put in place just before the kill), not a stranger's
+    storage.write_json(record, {"made_from": expected, "state": "writing"})
     with tempfile.TemporaryDirectory(prefix="procalign-part-") as staging:
         local_in = storage.fetch(task.source, Path(staging))
         remote = is_url(task.destination)
@@ -118,7 +122,8 @@ def apply_part(task: PartTask) -> PartOutcome:
         result = apply_file(part_job)
         if remote:
             storage.publish(local_out, task.destination)
-    storage.write_json(record, {"made_from": expected, "rows": result.rows, "size": storage.size(task.destination)})
+    storage.write_json(record, {"made_from": expected, "state": "done", "rows": result.rows,
+                                "size": storage.size(task.destination)})
     return PartOutcome(task.source, task.destination, result.rows, True, result.seconds, result.notes)
 
 
