@@ -50,12 +50,14 @@ def apply(
             raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
         if output == "-" and json_out:
             raise UsageError("-o - sends the records to stdout, which --json needs too; drop one")
+        from ..formats.parts import output_location
         source = input_locations([input], dataset, storage_options)[0]
-        if source.parts or engine != "local":
-            return apply_parts(source, locals())
+        partitioned = bool(source.parts) or engine != "local"  # one output part per input part
         job = ApplyJob(transform_file.load(transform), transform, source,
-                       parse_location(output), inverse, dtype, column, memory, batch_rows,
-                       overwrite, wait, force, resume, fsync)
+                       output_location(output, source) if partitioned else parse_location(output),
+                       inverse, dtype, column, memory, batch_rows, overwrite, wait, force, resume, fsync)
+        if partitioned:
+            return apply_parts(job, output, (engine, scheduler, workers), quiet or json_out, json_out)
         result = apply_file(job, progress_for(quiet or json_out))
         for note in result.notes:
             stderr.print(f"note: {note}")
@@ -68,24 +70,17 @@ def apply(
                 f"({result.rows_per_second:,.0f} rows/s) -> {'stdout' if output == '-' else result.destination}")
 
 
-def apply_parts(source, args: dict) -> None:
-    """A partitioned input (directory, glob, URL) or a cluster: one output part per input part."""
-    from .. import transform_file
-    from ..formats.parts import output_location
+def apply_parts(job, output: str, engine_spec: tuple, quiet: bool, json_out: bool) -> None:
+    """A partitioned input (directory, glob, URL): one output part per input part, on an engine."""
     from ..pipeline.dataset_apply import apply_dataset
-    from ..pipeline.apply import ApplyJob
     from ..pipeline.engines import engine_for
-    a = args
-    job = ApplyJob(transform_file.load(a["transform"]), a["transform"], source, output_location(a["output"], source),
-                   a["inverse"], a["dtype"], a["column"], a["memory"], a["batch_rows"], a["overwrite"], a["wait"],
-                   a["force"], a["resume"], a["fsync"])
-    with engine_for(a["engine"], a["scheduler"], a["workers"]) as engine:
-        result = apply_dataset(job, a["output"], engine, progress_for(a["quiet"] or a["json_out"]))
+    with engine_for(*engine_spec) as engine:
+        result = apply_dataset(job, output, engine, progress_for(quiet))
     for part in result.parts:
         for note in part.notes:
             stderr.print(f"note: {part.destination}: {note}")
     skipped = len(result.parts) - result.written
-    if a["json_out"]:
+    if json_out:
         print_json({"rows": result.rows, "parts": len(result.parts), "parts_written": result.written,
                     "parts_skipped": skipped, "seconds": result.seconds, "rows_per_second": result.rows_per_second,
                     "output": result.destination, "direction": result.direction, "engine": engine.name})

@@ -168,7 +168,7 @@ def apply_dataset(job: ApplyJob, output: str, engine, progress: Progress | None 
     fd = take_lock(lock, job.wait, output)
     outcomes = []
     try:
-        progress.start("applying parts", len(tasks))
+        progress.start("applying", len(tasks), unit="parts")
         try:
             for outcome in engine.run(apply_part, tasks):
                 outcomes.append(outcome)

@@ -118,7 +118,7 @@ def fold_distributed(job, src, tgt, pairing: Pairing, fold, rows: int, progress:
     """Fold every pair on the engine's workers into ``fold`` (its statistics and samples)."""
     engine = job.engine
     tasks = fold_tasks(job, src, tgt, pairing, rows, fold.stats.with_gram, engine.workers)
-    progress.start("fitting parts", len(tasks))
+    progress.start("fitting", len(tasks), unit="tasks")
     try:
         total = engine.reduce(fold_range, merge_parts, tasks, lambda: progress.advance(1))
     finally:
