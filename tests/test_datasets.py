@@ -102,6 +102,13 @@ def test_apply_writes_one_part_per_part_and_a_rerun_skips_them(data, tmp_path):
             assert s.stamp()["transform"] == t.checksum and s.stamp()["space"] == t.target.name
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
         sorted([f"p{k}.npy" for k in range(PARTS)] + [f"p{k}.npy.procalign.json" for k in range(PARTS)])
+    back = tmp_path / "back"  # the output directory is a dataset too: map it back
+    r = invoke("apply", d / "t.npz", out, "-o", back, "--inverse")
+    assert r.exit_code == 0, r.output
+    for k in range(PARTS):
+        np.testing.assert_allclose(np.load(back / f"p{k}.npy"), x[k * ROWS:(k + 1) * ROWS], atol=5e-5)
+    r = invoke("apply", d / "t.npz", out, "-o", tmp_path / "twice")
+    assert r.exit_code == 8 and "already in space" in r.output  # each part's stamp is checked
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     r = invoke("apply", d / "t.npz", d / "dump", "-o", out, "--json")
     assert json.loads(r.stdout)["parts_skipped"] == PARTS

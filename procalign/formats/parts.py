@@ -26,16 +26,20 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from .base import Batch, Source
-from .registry import Location, ReadOptions, open_source, parse_location
-from .storage import Storage, has_glob, is_url, remove_tree
+from .registry import Location, ReadOptions, _by_suffix, open_source, parse_location
+from .storage import STAMP_SIDECAR, Storage, has_glob, is_url, remove_tree
 
 
 def dataset_location(text: str, inner: str | None = None, storage_options: dict | None = None) -> Location:
-    """A file's location, or a partitioned dataset's (directory, glob or URL) with its parts."""
+    """A file's location, or a partitioned dataset's (directory, glob or URL) with its parts.
+    The .npy stamp sidecars beside parts are not parts; in a directory, neither are files of
+    unknown formats."""
     text = str(text)
     if text == "-" or not (is_url(text) or has_glob(text) or os.path.isdir(text)):
         return parse_location(text, inner)
-    refs = Storage(storage_options).expand(text)
+    refs = [ref for ref in Storage(storage_options).expand(text) if not ref.endswith(STAMP_SIDECAR)]
+    if not has_glob(text):  # a directory: its files of known formats (a glob says what it wants)
+        refs = [ref for ref in refs if _by_suffix(ref) is not None]
     if not refs:
         raise InputError("no part files found (hidden files are skipped); check the path or the glob", text)
     formats = {parse_location(ref, inner).format for ref in refs}
