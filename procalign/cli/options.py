@@ -32,7 +32,7 @@ MaxResidual = Annotated[Optional[float], typer.Option("--max-residual", callback
 
 EngineName = Annotated[str, typer.Option("--engine", help="Where parts are processed: local (threads on this machine) or dask (a Dask cluster: --scheduler, or a local one of --workers processes; needs procalign[dask]).", metavar="local|dask")]
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="--engine dask: address of a running Dask scheduler (tcp://host:8786). Without it a LocalCluster is started.", show_default=False)]
-Workers = Annotated[Optional[int], typer.Option("--workers", help="Parts mapped at once by the local engine (apply; default: the cores, at most 4), or the worker processes of the LocalCluster that --engine dask starts without --scheduler (default 2).", min=1)]
+Workers = Annotated[Optional[int], typer.Option("--workers", help="Parts mapped at once by the local engine (apply; default: half the cores, at most 4), or the worker processes of the LocalCluster that --engine dask starts without --scheduler (default 2).", min=1)]
 StorageOptions = Annotated[Optional[str], typer.Option("--storage-options", help="JSON object passed to the fsspec filesystem of s3://, gs://, ... paths (endpoint_url, key, secret, ...); default: the standard environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).", metavar="JSON")]
 
 
