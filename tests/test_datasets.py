@@ -1,7 +1,6 @@
 """Partitioned datasets on the local engine: one output part per input part, resumed part by
 part after a real SIGKILL, anchors joined by id across parts, the lock on the output directory."""
 import json
-import os
 import signal
 import subprocess
 import sys
