@@ -112,7 +112,12 @@ def test_apply_writes_one_part_per_part_and_a_rerun_skips_them(data, tmp_path):
     r = invoke("apply", d / "t.npz", d / "dump", "-o", out, "--json")
     assert json.loads(r.stdout)["parts_skipped"] == PARTS
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if "procalign-done" not in p.name} == \
-        {k: v for k, v in before.items() if "procalign-done" not in k}
+        {k: v for k, v in before.items() if "procalign-done" not in k}  # nothing rewritten
+    # a part whose stamp is not the recorded one is not complete: it is redone
+    (out / "p5.npy.procalign.json").write_text(json.dumps({"space": "elsewhere"}))
+    r = invoke("apply", d / "t.npz", d / "dump", "-o", out, "--json")
+    assert json.loads(r.stdout)["parts_written"] == 1, r.output
+    assert json.loads((out / "p5.npy.procalign.json").read_text())["transform"] == t.checksum
     # a part whose input changed is not complete any more; --overwrite replaces it
     np.save(d / "dump" / "p2.npy", x[2 * ROWS:3 * ROWS] * 2)
     try:

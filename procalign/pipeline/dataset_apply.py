@@ -5,7 +5,8 @@ an engine (`engines`) on threads here or on Dask workers. Each part has a record
 it, ``.NAME.procalign-done``: what it is made from (the stamp it is written with, the options,
 the input part's identity: size, modification time and content sample locally, size and ETag
 on object storage), whether it is "writing" or "done", and the finished part's size. A rerun
-skips every part whose record is done and matches, so an interrupted job resumes part by part;
+skips every part whose record is done and matches (and whose size, and locally its own stamp,
+are the recorded ones), so an interrupted job resumes part by part;
 a part found with a "writing" record of the same job is this job's own and is redone; any other
 existing part is replaced only with ``--overwrite``. On object storage a part is fetched, mapped locally and published
 through a temporary key (`formats.storage`). One lock covers the output directory.
@@ -26,8 +27,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import OutputError, UsageError
-from ..formats import Location
+from ..errors import OutputError, ProcalignError, UsageError
+from ..formats import Location, open_source
 from ..formats.parts import part_location
 from ..formats.storage import Storage, basename, is_url, join
 from .apply import ApplyJob, apply_file
@@ -102,7 +103,8 @@ def apply_part(task: PartTask) -> PartOutcome:
     expected, record = made_from(task, storage), record_path(task.destination)
     found = storage.read_json(record) or {}
     ours = found.get("made_from") == expected
-    if ours and found.get("state") == "done" and storage.size(task.destination) == found.get("size"):
+    if ours and found.get("state") == "done" and storage.size(task.destination) == found.get("size") \
+            and _stamped(task, expected["stamp"]):
         return PartOutcome(task.source, task.destination, int(found.get("rows", 0)), False)
     if storage.exists(task.destination) and not (ours or job.overwrite):
         raise OutputError("part exists but was not made from this input with this transform and options; "
@@ -125,6 +127,18 @@ def apply_part(task: PartTask) -> PartOutcome:
     storage.write_json(record, {"made_from": expected, "state": "done", "rows": result.rows,
                                 "size": storage.size(task.destination)})
     return PartOutcome(task.source, task.destination, result.rows, True, result.seconds, result.notes)
+
+
+def _stamped(task: PartTask, stamp: dict) -> bool:
+    """Whether a local output part carries ``stamp`` (a footer or sidecar read); on object
+    storage the record, written after the part, stands for it."""
+    if is_url(task.destination):
+        return True
+    try:
+        with open_source(Location(Path(task.destination), task.job.source.format, task.job.source.inner)) as out:
+            return out.stamp() == stamp
+    except (ProcalignError, OSError, ValueError):
+        return False
 
 
 def part_tasks(job: ApplyJob, output: str, memory_mb: int) -> list[PartTask]:
