@@ -183,6 +183,10 @@ EXPECTED = {
     "--wait": {"fit", "apply"}, "--overwrite": {"fit", "apply", "export"}, "--force": {"apply", "evaluate"},
     "--eval-size": {"fit", "evaluate"}, "--min-top1": {"fit", "evaluate"}, "--min-cosine": {"fit", "evaluate"},
     "--max-residual": {"fit", "evaluate"},
+    "--engine": {"fit", "apply"},
+    "--scheduler": {"fit", "apply"},
+    "--workers": {"fit", "apply"},
+    "--storage-options": {"fit", "apply"},
 }
 
 

@@ -7,7 +7,8 @@ import typer
 
 from ..formats.registry import format_help
 from .errors import exit_codes
-from .options import BatchRows, Column, Dataset, Force, Json, Memory, Overwrite, Quiet, Wait, input_locations
+from .options import (BatchRows, Column, Dataset, EngineName, Force, Json, Memory, Overwrite, Quiet, Scheduler,
+                      StorageOptions, Wait, Workers, input_locations)
 from .render import print_json, progress_for, stderr, stdout
 
 DTYPES = ("float16", "float32", "float64")
@@ -30,6 +31,10 @@ def apply(
     wait: Wait = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    engine: EngineName = "local",
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    storage_options: StorageOptions = None,
 ) -> None:
     """Map every vector of INPUT with the transform and write OUTPUT, streaming in chunks.
 
@@ -45,9 +50,14 @@ def apply(
             raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
         if output == "-" and json_out:
             raise UsageError("-o - sends the records to stdout, which --json needs too; drop one")
-        job = ApplyJob(transform_file.load(transform), transform, *input_locations([input], dataset),
-                       parse_location(output), inverse, dtype, column, memory, batch_rows,
-                       overwrite, wait, force, resume, fsync)
+        from ..formats.parts import output_location
+        source = input_locations([input], dataset, storage_options)[0]
+        partitioned = bool(source.parts) or engine != "local"  # one output part per input part
+        job = ApplyJob(transform_file.load(transform), transform, source,
+                       output_location(output, source) if partitioned else parse_location(output),
+                       inverse, dtype, column, memory, batch_rows, overwrite, wait, force, resume, fsync)
+        if partitioned:
+            return apply_parts(job, output, (engine, scheduler, workers), quiet or json_out, json_out)
         result = apply_file(job, progress_for(quiet or json_out))
         for note in result.notes:
             stderr.print(f"note: {note}")
@@ -58,3 +68,22 @@ def apply(
             (stderr if output == "-" else stdout).print(
                 f"mapped {result.rows} rows ({result.direction}) in {result.seconds:.2f} s "
                 f"({result.rows_per_second:,.0f} rows/s) -> {'stdout' if output == '-' else result.destination}")
+
+
+def apply_parts(job, output: str, engine_spec: tuple, quiet: bool, json_out: bool) -> None:
+    """A partitioned input (directory, glob, URL): one output part per input part, on an engine."""
+    from ..pipeline.dataset_apply import apply_dataset
+    from ..pipeline.engines import engine_for
+    with engine_for(*engine_spec) as engine:
+        result = apply_dataset(job, output, engine, progress_for(quiet))
+    for part in result.parts:
+        for note in part.notes:
+            stderr.print(f"note: {part.destination}: {note}")
+    skipped = len(result.parts) - result.written
+    if json_out:
+        print_json({"rows": result.rows, "parts": len(result.parts), "parts_written": result.written,
+                    "parts_skipped": skipped, "seconds": result.seconds, "rows_per_second": result.rows_per_second,
+                    "output": result.destination, "direction": result.direction, "engine": engine.name})
+    else:
+        stdout.print(f"mapped {result.rows} rows in {len(result.parts)} parts ({result.direction}; {result.written} "
+                     f"written, {skipped} already complete) in {result.seconds:.2f} s -> {result.destination}")

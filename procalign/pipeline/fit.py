@@ -51,6 +51,7 @@ class FitJob:
     memory_mb: int = 128
     method: str = ORTHOGONAL      # or whitened, affine, auto (see pipeline.methods)
     reweight: float | None = None  # whitened: None for the default
+    engine: object = None          # a distributed engine (pipeline.engines) folds the pairs on its workers
 
     @property
     def read_options(self) -> ReadOptions:
@@ -123,7 +124,7 @@ def _fold_for(job: FitJob, stats: AlignmentStats, pairs: int) -> PairFold:
         keep_control=min(1.0, job.eval_size / max(pairs - expected_holdout, 1)))
 
 
-def _fold_pairs(src, tgt, pairing: Pairing, fold: PairFold, rows: int, progress: Progress) -> None:
+def _fold_local(src, tgt, pairing: Pairing, fold: PairFold, rows: int, progress: Progress) -> None:
     """One pass over the pairs into ``fold``: reads overlap the math, and each chunk's
     statistics are computed in pieces on every core."""
     def add(item):
@@ -150,7 +151,9 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
     _check_job(job)
     spool = spool_dir()  # streams are copied here, so pairs can be read again and by id
     with contextlib.ExitStack() as opened:
-        src, tgt = (opened.enter_context(random_access(open_source(loc, job.read_options), spool.name))
+        distributed = getattr(job.engine, "distributed", False)  # workers read the files themselves
+        src, tgt = (opened.enter_context(random_access(open_source(loc, job.read_options), spool.name,
+                                                       by_id=not distributed))
                     for loc in (job.source, job.target))
         if job.options.rotation_only and src.dim != tgt.dim:
             raise UsageError(f"--rotation-only needs equal dimensions, got {src.dim} -> {tgt.dim}", job.source.path)
@@ -159,7 +162,11 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
         stats = AlignmentStats.empty(src.dim, tgt.dim, with_gram=with_gram)
         fold = _fold_for(job, stats, pairing.pairs)
         rows = max(1, min(job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt), pairing.pairs))
-        _fold_pairs(src, tgt, pairing, fold, rows, progress)
+        if distributed:
+            from .distributed_fit import fold_distributed
+            fold_distributed(job, src, tgt, pairing, fold, rows, progress)
+        else:
+            _fold_local(src, tgt, pairing, fold, rows, progress)
         if stats.n == 0:
             raise UsageError(f"--holdout {job.holdout} leaves no anchor pair to fit on ({pairing.pairs} pairs)",
                              job.source.path)
