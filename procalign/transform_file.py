@@ -37,7 +37,9 @@ The JSON metadata object. Identity (what `apply` computes and checks):
   the dimensions equal the matrix's.
 * ``method``: ``"orthogonal"`` (Procrustes, `procalign.math.procrustes`), ``"whitened"``
   (whitened orthogonal map, `procalign.math.whitened`) or ``"affine"`` (ridge least squares,
-  `procalign.math.ridge`); see `procalign.math.methods`. A reader refuses a method it does not
+  `procalign.math.ridge`), or ``"linear"``: a chain of transforms composed into one whose linear
+  part is no longer orthonormal (`procalign.math.compose`; written by `procalign compose`, never
+  fitted); see `procalign.math.methods`. A reader refuses a method it does not
   know, before it looks at the arrays (procalign 0.1.0 without methods checks orthonormality
   first and so refuses such a file as "not orthonormal"; either way nothing is mapped).
   Version 2 expresses every method through this field, so adding methods changed no version.
@@ -78,7 +80,7 @@ from .errors import TransformFileError
 from .jsonsafe import json_safe
 from .math.affine import AffineMap
 from .math.procrustes import FitOptions
-from .math.methods import METHODS
+from .math.methods import STORED_METHODS
 from .transform import METHOD_ORTHOGONAL, Space, Transform
 
 FORMAT = "procalign-transform"
@@ -258,8 +260,8 @@ def _check_arrays(arrays: dict[str, np.ndarray], method: str, path: Path) -> Non
 def _from_metadata(arrays: dict[str, np.ndarray], meta: dict, path: Path) -> Transform:
     version = meta["format_version"]
     method = meta.get("method", METHOD_ORTHOGONAL)
-    if method not in METHODS:  # before the arrays: a newer method's matrix need not be orthonormal
-        raise TransformFileError(f"method {method!r} is not one this procalign knows ({', '.join(METHODS)}); "
+    if method not in STORED_METHODS:  # before the arrays: a newer method's matrix need not be orthonormal
+        raise TransformFileError(f"method {method!r} is not one this procalign knows ({', '.join(STORED_METHODS)}); "
                                  "upgrade procalign", path)
     _check_arrays(arrays, method, path)
     m = arrays["matrix"]
