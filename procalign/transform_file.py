@@ -9,7 +9,8 @@ Members (all little-endian):
 name           dtype, shape       meaning
 ============== ================== ==========================================================
 matrix         <f8, (d_s, d_t)    method "orthogonal": Q, orthonormal rows (d_s <= d_t) or
-                                  columns (d_s > d_t); "whitened", "affine": W, any matrix
+                                  columns (d_s > d_t); "whitened", "affine", "linear": W,
+                                  any matrix
 source_mean    <f8, (d_s,)        subtracted from source rows (zeros when not centred)
 target_mean    <f8, (d_t,)        added to mapped rows (zeros when not centred)
 scale          <f8, ()            isotropic factor, > 0 (1.0 unless fitted with --scale;
@@ -58,6 +59,14 @@ It therefore seals the arrays *and* every metadata field: a file whose options, 
 or report were edited is refused. A checksum is not a signature, so `load` also validates what
 the file claims: types, shapes, finite values, scale > 0, and for "orthogonal" orthonormal rows
 or columns; for the other methods scale 1.0 and a matrix that is not all zeros.
+
+Provenance of a composed chain (`procalign.transform.chain`): ``composition`` with ``parts``
+(each part's ``source``, ``target``, ``method``, ``checksum`` and whether it was used
+``inverted``), ``through`` (the spaces in between) and ``kept`` (``rank`` of the matrix, ``of``
+= min(d_s, d_t), ``projection``: true when the chain keeps fewer dimensions than that, and a
+``note`` in words). Of a `fit-hub` transform: ``hub`` (``name``, ``dim``, ``models``,
+``reference``, ``anchors``, ``sweeps``, ``converged``, ``objective``, ``relative_objective``,
+``model``, ``relative_residual``).
 
 Provenance of the linear methods: ``fit.method_params`` (whitened: ``reweight``, ``rank``;
 affine: ``alpha``, ``lambda`` and the GCV score), and ``fit.selection`` when `--method auto`
