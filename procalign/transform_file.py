@@ -65,7 +65,7 @@ Provenance of a composed chain (`procalign.transform.chain`): ``composition`` wi
 ``inverted``), ``through`` (the spaces in between) and ``kept`` (``rank`` of the matrix, ``of``
 = min(d_s, d_t), ``projection``: true when the chain keeps fewer dimensions than that, and a
 ``note`` in words). Of a `fit-hub` transform: ``hub`` (``name``, ``dim``, ``models``,
-``reference``, ``anchors``, ``sweeps``, ``converged``, ``objective``, ``relative_objective``,
+``reference``, ``anchors``, ``iterations``, ``converged``, ``objective``, ``relative_objective``,
 ``model``, ``relative_residual``).
 
 Provenance of the linear methods: ``fit.method_params`` (whitened: ``reweight``, ``rank``;

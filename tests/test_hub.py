@@ -108,7 +108,7 @@ def test_fit_hub_writes_one_transform_per_model_and_a_manifest(three_models):
     assert {**json.loads((d / "hub" / "manifest.json").read_text()), "output": str(d / "hub")} == m
     assert m["name"] == "hub" and m["dim"] == 9 and m["anchors"] == 400 and m["pairing"]["ids_not_shared"] == [0, 15, 0]
     assert m["relative_objective"] < 1e-9
-    assert m["converged"] and m["sweeps"] >= 1
+    assert m["converged"] and m["iterations"] >= 1
     for f, dim in zip(m["files"], (6, 9, 8)):
         t = load_transform(d / "hub" / f["file"])
         assert t.checksum == f["checksum"] and (t.source.name, t.source.dim) == (f["name"], dim)

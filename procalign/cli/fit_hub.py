@@ -53,6 +53,7 @@ def fit_hub(
         for f in m["files"]:
             table.add_row(f["name"], str(f["dim"]), f["file"], fmt(f["relative_residual"]), f["checksum"])
         stdout.print(table)
+        n = m["iterations"]
         how = f"aligned to {m['reference']}" if m["reference"] else \
-            f"{m['sweeps']} sweeps ({'converged' if m['converged'] else 'stopped before converging'})"
+            f"{'converged after' if m['converged'] else 'stopped, not converged, after'} {n} iteration{'' if n == 1 else 's'}"
         stdout.print(f"{how}; objective {m['objective']:.6g} ({m['relative_objective']:.4g} of the total variance)")

@@ -73,7 +73,7 @@ def chain_rows(meta: dict) -> list[tuple[str, str]]:
     hub = meta.get("hub")
     if isinstance(hub, dict):
         models = ", ".join(f"{m['name']} ({m['dim']}-d)" for m in hub.get("models", []))
-        rows.append(("hub", f"{hub.get('name')} ({hub.get('dim')}-d) of {models}; {hub.get('sweeps')} sweeps, "
+        rows.append(("hub", f"{hub.get('name')} ({hub.get('dim')}-d) of {models}; {hub.get('iterations')} iterations, "
                             f"relative objective {hub.get('relative_objective', 0):.4g}"
                             + (f", reference {hub['reference']}" if hub.get("reference") else "")))
     return rows

@@ -153,7 +153,7 @@ def solve(job: HubJob, progress: Progress | None = None) -> tuple[list[Transform
 
 def hub_summary(job: HubJob, solution: HubSolution, joined: Joined, dims: list[int]) -> dict:
     return {"name": job.hub, "dim": max(dims), "models": [{"name": n, "dim": d} for n, d in zip(job.names, dims)],
-            "reference": job.reference, "anchors": joined.pairs, "sweeps": solution.sweeps,
+            "reference": job.reference, "anchors": joined.pairs, "iterations": solution.sweeps,
             "converged": solution.converged, "objective": solution.objective,
             "relative_objective": solution.objective / solution.total if solution.total > 0 else 0.0}
 
