@@ -72,6 +72,8 @@ def check_job(job: HubJob) -> None:
     """Refuse names and options a hub cannot honour (`UsageError`)."""
     if len(job.sources) < 2:
         raise UsageError(f"a hub needs at least 2 models, got {len(job.sources)}")
+    if sum(loc.is_stdio for loc in job.sources) > 1:
+        raise UsageError("only one input can come from standard input ('-'); give the others as files")
     if len(job.names) != len(job.sources):
         raise UsageError(f"--names gives {len(job.names)} names for {len(job.sources)} files; give one per file, "
                          "in the same order")
