@@ -31,7 +31,9 @@ def compose(
 ) -> None:
     """Compose a chain of transforms into one exact transform (an affine map: centring, scale and every method included).
 
-    The spaces must connect by name and dimension, else nothing is written (exit 2). A chain that passes through fewer dimensions than its ends is a projection; the file says so, and so does `procalign inspect`.
+    The spaces must connect by name and dimension, else nothing is written (exit 2).
+
+    A chain through fewer dimensions than its ends is a projection: the file says so, and so does inspect.
     """
     with exit_codes(output):
         # imported here so that --help starts without numpy, pyarrow or h5py

@@ -34,7 +34,11 @@ def fit_hub(
 ) -> None:
     """Align several models at once (generalized Procrustes): every model maps isometrically into one hub space, as wide as the widest model.
 
-    One streaming pass collects every pairwise cross product; then each model is aligned to the consensus of the others until the objective stops improving. Writes OUTPUT/NAME.npz (NAME -> hub) per model and OUTPUT/manifest.json. Any pair of models meets through the hub: procalign apply hub/a.npz hub/b.npz X (b's map is used inverted).
+    One streaming pass collects every pairwise cross product; each model is then aligned to the consensus of the others until the objective stops improving.
+
+    Writes OUTPUT/NAME.npz (NAME -> hub) per model and OUTPUT/manifest.json.
+
+    Any pair of models meets through the hub: procalign apply hub/a.npz hub/b.npz X (b's map is used inverted).
     """
     with exit_codes(output):
         # imported here so that --help starts without numpy, pyarrow or h5py
