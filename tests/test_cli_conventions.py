@@ -176,12 +176,14 @@ def test_disk_full_while_writing_the_transform_names_it(fixtures, tmp_path, monk
 
 # 7: the same options everywhere ----------------------------------------------------------------
 
-READS = {"fit", "apply", "evaluate", "inspect", "threshold"}
+READS = {"fit", "apply", "evaluate", "inspect", "threshold", "compose", "fit-hub"}
+PAIRS = {"fit", "evaluate", "threshold", "compose", "fit-hub"}
+STREAMS = {"fit", "apply", "evaluate", "compose", "fit-hub"}
+WRITES = {"fit", "apply", "invert", "compose", "fit-hub"}
 EXPECTED = {
-    "--column": READS, "--dataset": READS, "--quiet": READS | {"export"}, "--json": READS,
-    "--id-column": {"fit", "evaluate", "threshold"}, "--by-position": {"fit", "evaluate", "threshold"},
-    "--memory": {"fit", "apply", "evaluate"}, "--batch-rows": {"fit", "apply", "evaluate"},
-    "--wait": {"fit", "apply"}, "--overwrite": {"fit", "apply", "export"}, "--force": {"apply", "evaluate"},
+    "--column": READS, "--dataset": READS, "--quiet": READS | {"export", "invert"}, "--json": READS | {"invert"},
+    "--id-column": PAIRS, "--by-position": PAIRS, "--memory": STREAMS, "--batch-rows": STREAMS,
+    "--wait": WRITES, "--overwrite": WRITES | {"export"}, "--force": {"apply", "evaluate"},
     "--eval-size": {"fit", "evaluate"}, "--min-top1": {"fit", "evaluate"}, "--min-cosine": {"fit", "evaluate"},
     "--max-residual": {"fit", "evaluate"},
     "--engine": {"fit", "apply"},

@@ -1,7 +1,7 @@
-"""`procalign apply T.npz INPUT -o OUTPUT`: stream a dump through a transform."""
+"""`procalign apply T.npz [T2.npz ...] INPUT -o OUTPUT`: stream a dump through a transform or a chain."""
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated, List, Optional
 
 import typer
 
@@ -15,7 +15,7 @@ DTYPES = ("float16", "float32", "float64")
 
 
 def apply(
-    transform: Annotated[str, typer.Argument(metavar="TRANSFORM", help="Transform file written by `procalign fit` (maps its SOURCE space into its TARGET space).", show_default=False)],
+    transforms: Annotated[List[str], typer.Argument(metavar="TRANSFORM", help="Transform file written by `procalign fit` (maps its SOURCE space into its TARGET space), or several: a chain, composed into one map first (each must start where the previous ends; a fit-hub transform that ends there is used inverted: hub/a.npz hub/b.npz maps a -> hub -> b).", show_default=False)],
     input: Annotated[str, typer.Argument(metavar="INPUT", help=f"Vectors to map ({format_help()}), in the SOURCE space (TARGET with --inverse).", show_default=False)],
     output: Annotated[str, typer.Option("--output", "-o", help=f"Where to write the mapped vectors ({format_help()}).", show_default=False)],
     inverse: Annotated[bool, typer.Option("--inverse", help="Map the other way: from the transform's TARGET space back into its SOURCE space.")] = False,
@@ -42,20 +42,24 @@ def apply(
     """
     with exit_codes(output):
         # imported here so that --help starts without numpy, pyarrow or h5py
-        from .. import transform_file
         from ..errors import UsageError
         from ..formats import parse_location
         from ..pipeline import ApplyJob, apply_file
+        from ..formats.parts import output_location
+        from ..pipeline.chain import load_chain
         if dtype is not None and dtype not in DTYPES:
             raise UsageError(f"--dtype {dtype!r} is not one of {', '.join(DTYPES)}; pick one of those")
         if output == "-" and json_out:
             raise UsageError("-o - sends the records to stdout, which --json needs too; drop one")
-        from ..formats.parts import output_location
+        found = load_chain(transforms)
+        for note in found.notes:
+            stderr.print(f"note: {note}")
         source = input_locations([input], dataset, storage_options)[0]
         partitioned = bool(source.parts) or engine != "local"  # one output part per input part
-        job = ApplyJob(transform_file.load(transform), transform, source,
+        job = ApplyJob(found.transform, found.label, source,
                        output_location(output, source) if partitioned else parse_location(output),
-                       inverse, dtype, column, memory, batch_rows, overwrite, wait, force, resume, fsync)
+                       inverse, dtype, column, memory, batch_rows, overwrite, wait, force, resume, fsync,
+                       chain=tuple(found.paths))
         if partitioned:
             return apply_parts(job, output, (engine, scheduler, workers), quiet or json_out, json_out)
         result = apply_file(job, progress_for(quiet or json_out))
