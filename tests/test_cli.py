@@ -90,3 +90,16 @@ def test_real_subprocess_run(fixtures, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "procalign", "apply", str(t), str(tmp_path / "nope.npy"),
                           "-o", str(tmp_path / "x.npy")], capture_output=True, text=True)
     assert bad.returncode == 4 and bad.stderr.strip().count("\n") == 0 and "nope.npy" in bad.stderr
+
+
+def test_ids_on_one_side_only_are_refused_unless_by_position(fixtures, tmp_path):
+    """e5.npy has no ids and minilm.parquet is shuffled with ids: pairing them by position would
+    pair different items without a word, so fit and fit-hub ask which is meant."""
+    for cmd in (["fit", fixtures / "e5.npy", fixtures / "minilm.parquet", "-o", tmp_path / "t.npz"],
+                ["fit-hub", fixtures / "e5.npy", fixtures / "minilm.parquet", "--names", "e5,minilm", "-o", tmp_path / "hub"]):
+        r = invoke(*cmd)
+        assert r.exit_code == 2, r.output
+        assert "minilm.parquet has ids but" in r.output and "e5.npy has none" in r.output and "--by-position" in r.output
+        assert not (tmp_path / "t.npz").exists() and not (tmp_path / "hub").exists()
+    r = invoke("fit", fixtures / "e5.npy", fixtures / "minilm.h5", "-o", tmp_path / "t.npz", "--by-position")
+    assert r.exit_code == 0, r.output  # minilm.h5 is in the same order as e5.npy

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..formats import Source
 from ..math.fold import NonFinitePair
 
@@ -66,12 +66,25 @@ def comparable_ids(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return a.astype(object) if a.dtype.kind == "U" else a, b.astype(object) if b.dtype.kind == "U" else b
 
 
+def _refuse_half_ids(sources: list[Source], ids: list) -> None:
+    """Some files carry ids and some do not: pairing by position would silently pair different
+    items whenever the files are not in the same order, so the user must say which is meant."""
+    with_ids = [r for r, i in zip(sources, ids) if i is not None]
+    without = [r for r, i in zip(sources, ids) if i is None]
+    if with_ids and without:
+        raise UsageError(f"{with_ids[0].path} has ids but {without[0].path} has none, so anchors could only be "
+                         "paired by position; pass --by-position if row i of every file is the same item, "
+                         "or give every file ids (--id-column)", without[0].path)
+
+
 def pair_anchors(source: Source, target: Source, by_position: bool = False) -> Pairing:
     for r in (source, target):
         if r.rows == 0:
             raise InputError("file has zero rows; anchors need at least one pair", r.path)
     sid = None if by_position else source.ids()
     tid = None if by_position else target.ids()
+    if not by_position:
+        _refuse_half_ids([source, target], [sid, tid])
     if sid is None or tid is None:
         if source.rows != target.rows:
             raise InputError(f"{source.rows} rows here but {target.rows} in {target.path}; without ids on "
@@ -165,6 +178,8 @@ def join_anchors(sources: list[Source], by_position: bool = False) -> Joined:
         if r.rows == 0:
             raise InputError("file has zero rows; anchors need at least one item", r.path)
     ids = None if by_position else [r.ids() for r in sources]
+    if ids is not None:
+        _refuse_half_ids(sources, ids)
     if ids is None or any(i is None for i in ids):
         rows = {r.rows for r in sources}
         if len(rows) > 1:
