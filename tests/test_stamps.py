@@ -51,3 +51,17 @@ def test_inverse_on_source_stamped_data_is_refused(fixtures, tmp_path, t):
     invoke("apply", t, fwd, "-o", back, "--inverse")  # back is stamped "e5"
     r = invoke("apply", t, back, "-o", tmp_path / "x.npy", "--inverse")
     assert r.exit_code == 8 and "'minilm'" in r.stderr
+
+
+def test_mapping_again_into_fewer_dimensions_is_refused_by_the_stamp(fixtures, tmp_path):
+    """Mapped data has the target's dimension, which no longer matches the transform's source:
+    the stamp says what happened (exit 8), not a dimension mismatch (exit 5)."""
+    import numpy as np
+    small = tmp_path / "small.npy"
+    np.save(small, np.load(fixtures / "minilm.npy")[:, :256])
+    t, out = tmp_path / "t.npz", tmp_path / "out.npy"
+    assert invoke("fit", fixtures / "e5.npy", small, "-o", t).exit_code == 0
+    assert invoke("apply", t, fixtures / "e5.npy", "-o", out).exit_code == 0
+    r = invoke("apply", t, out, "-o", tmp_path / "again.npy")
+    assert r.exit_code == 8, r.output
+    assert "already in space 'small'" in r.output and not (tmp_path / "again.npy").exists()

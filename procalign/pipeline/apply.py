@@ -67,12 +67,13 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
     with open_source(job.source, ReadOptions(job.column)) as source:
         if source.rows == 0:
             raise InputError("file has zero rows; there is nothing to map", source.path)
+        # the stamp first: data already mapped says so (exit 8), whatever its dimension
+        check_stamp(source.stamp(), applied, source.path, job.force)
         if source.dim != applied.d_source:
             raise TransformFileError(
                 f"transform maps {applied.d_source}-d {'target' if job.inverse else 'source'} vectors but "
                 f"{source.path} has {source.dim}-d rows; check the file or the direction (--inverse)",
                 job.transform_path)
-        check_stamp(source.stamp(), applied, source.path, job.force)
         out_dtype = np.dtype(job.dtype) if job.dtype else source.dtype
         sink = sink_class(job.destination)
         rows = job.batch_rows or apply_chunk_rows(job.memory_mb, source, sink, applied.d_target, out_dtype.itemsize)
