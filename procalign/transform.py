@@ -226,7 +226,8 @@ def chain(transforms: list[Transform], created: str | None = None) -> Transform:
     parts = [{"source": u.source.as_dict(), "target": u.target.as_dict(), "method": t.method, "inverted": inv,
               "checksum": t.checksum or checksum(t)} for (t, inv), u in zip(steps, used)]
     kept = {"rank": rank, "of": full, "projection": rank < full,
-            "note": f"lossless: keeps all {full} dimensions" if rank >= full else
+            "note": f"nothing lost along the chain: rank {full}, all that a {source.dim}-d -> {target.dim}-d map "
+                    "can keep" if rank >= full else
             f"projection: keeps {rank} of {full} dimensions (the chain passes through {narrowest.name!r}, "
             f"{narrowest.dim}-d)"}
     orthogonal = m.orthonormal

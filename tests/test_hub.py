@@ -206,3 +206,14 @@ def test_on_the_fixtures_a_hub_retrieves_as_well_as_a_direct_fit(fixtures, tmp_p
         top1[name] = json.loads(r.stdout)["report"]["aligned"]["top1"]
     assert top1["direct"] > 0.9
     assert abs(top1["hub"] - top1["direct"]) <= 0.005 and top1["composed"] == top1["hub"]
+
+
+def test_an_output_that_is_a_file_is_refused_with_the_reason(fixtures, tmp_path):
+    from typer.testing import CliRunner
+    from procalign.cli import app
+    target = tmp_path / "t.npz"
+    target.write_bytes(b"not a directory")
+    r = CliRunner().invoke(app, ["fit-hub", str(fixtures / "e5.npy"), str(fixtures / "minilm.npy"),
+                                 "--names", "a,b", "-o", str(target)])
+    assert r.exit_code == 6 and "is not a directory; fit-hub writes a directory" in r.output
+    assert target.read_bytes() == b"not a directory"

@@ -26,9 +26,9 @@ Wait = Annotated[bool, typer.Option("--wait", help="If another run writes the sa
 Force = Annotated[bool, typer.Option("--force", help="Go ahead even if an input is stamped as being in another space than the transform expects.")]
 ByPosition = Annotated[bool, typer.Option("--by-position", help="Pair row i with row i even when both files carry ids.")]
 EvalSize = Annotated[int, typer.Option("--eval-size", help="At most this many pairs (held out, or of the sample) are kept in memory for retrieval and neighbour metrics.", min=2)]
-MinTop1 = Annotated[Optional[float], typer.Option("--min-top1", callback=_finite, help="Gate: exit 3 if top-1 identity retrieval (held-out pairs, or the evaluated sample) is below this; fit then writes nothing.")]
-MinCosine = Annotated[Optional[float], typer.Option("--min-cosine", callback=_finite, help="Gate: exit 3 if the mean cosine (held-out pairs, else anchors, or the evaluated sample) is below this; fit then writes nothing.")]
-MaxResidual = Annotated[Optional[float], typer.Option("--max-residual", callback=_finite, help="Gate: exit 3 if the relative residual ||XQ-Y||/||Y|| is above this; fit then writes nothing.")]
+MinTop1 = Annotated[Optional[float], typer.Option("--min-top1", callback=_finite, help="Gate: exit 3 if top-1 identity retrieval (held-out pairs, or the evaluated sample) is below this (fit then writes nothing).")]
+MinCosine = Annotated[Optional[float], typer.Option("--min-cosine", callback=_finite, help="Gate: exit 3 if the mean cosine (held-out pairs, else anchors, or the evaluated sample) is below this (fit then writes nothing).")]
+MaxResidual = Annotated[Optional[float], typer.Option("--max-residual", callback=_finite, help="Gate: exit 3 if the relative residual ||XQ-Y||/||Y|| is above this (fit then writes nothing).")]
 
 EngineName = Annotated[str, typer.Option("--engine", help="Where parts are processed: local (threads on this machine) or dask (a Dask cluster: --scheduler, or a local one of --workers processes; needs procalign[dask]).", metavar="local|dask")]
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="--engine dask: address of a running Dask scheduler (tcp://host:8786). Without it a LocalCluster is started.", show_default=False)]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, transform_file
-from ..errors import InputError, UsageError
+from ..errors import InputError, OutputError, UsageError
 from ..formats import Location, ReadOptions, open_source
 from ..math.affine import AffineMap
 from ..math.fold import NonFinitePair, prepare_rows
@@ -164,6 +164,9 @@ def fit_hub(job: HubJob, progress: Progress | None = None) -> HubResult:
     """Fit the hub and write ``NAME.npz`` per model and the manifest into ``job.output``."""
     check_job(job)
     created = not job.output.exists()
+    if not created and not job.output.is_dir():
+        raise OutputError("exists and is not a directory; fit-hub writes a directory (one transform per "
+                               "model and a manifest): give a directory path", job.output)
     if created and not job.output.parent.resolve().is_dir():
         raise UsageError(f"directory {job.output.parent} does not exist; create it first", job.output)
     job.output.mkdir(exist_ok=True)
