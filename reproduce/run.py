@@ -1,0 +1,87 @@
+"""`python -m reproduce`: every experiment, end to end, and the report.
+
+    python -m reproduce [--out reports] [--cache .cache/reproduce] [--models e5,minilm] [--pairs 1000]
+
+Embeddings are cached under --cache (a rerun only refits and re-evaluates); the fitted
+transform files go to --cache/fits. Deterministic: every sample and split has a seed.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import contextmanager
+from itertools import permutations
+from pathlib import Path
+from typing import Callable
+
+from . import corpus, environment, report, retrieval, wordvectors
+from .models import MODELS, Embedder
+
+
+@contextmanager
+def timed(timings: dict, step: str):
+    start = time.perf_counter()
+    print(f"[reproduce] {step} ...", flush=True)
+    yield
+    timings[step] = time.perf_counter() - start
+    print(f"[reproduce] {step}: {timings[step]:.1f} s", flush=True)
+
+
+def embed_spaces(texts: corpus.RetrievalTexts, models: list[str], embedder: Embedder, timings: dict):
+    spaces = []
+    for model in models:
+        with timed(timings, f"embed {len(texts.anchors) + 2 * len(texts.queries)} texts with {model}"):
+            spaces.append(retrieval.ModelSpace(model, embedder.embed(model, texts.anchors, "passage"),
+                                               embedder.embed(model, texts.queries, "query"),
+                                               embedder.embed(model, texts.documents, "passage")))
+    return spaces
+
+
+def experiments(spaces: list, fits: Path, timings: dict, words: Callable[[], list],
+                settings: wordvectors.WordVectorSettings, pairs: list | None = None,
+                counts: list[int] | None = None) -> dict:
+    """Experiments 1 to 4 on embedded ``spaces``, for every ordered pair of them (or ``pairs``);
+    ``words()`` gives the retraining corpus; ``counts`` the anchor counts of the curve."""
+    pairs = list(permutations(spaces, 2)) if pairs is None else pairs
+    counts = retrieval.anchor_counts(len(spaces[0].anchors)) if counts is None else counts
+    results = {}
+    with timed(timings, "1. retrieval, every ordered pair and method (procalign fit)"):
+        results["retrieval"] = [retrieval.evaluate_pair(q, d, fits) for q, d in pairs]
+    with timed(timings, "2. anchor-count curves (ProcrustesAligner)"):
+        results["curve"] = {f"{q.name} -> {d.name}": retrieval.anchor_curve(q, d, counts) for q, d in pairs}
+        results["saturation"] = {pair: retrieval.saturation(curve["orthogonal"]) for pair, curve in results["curve"].items()}
+    with timed(timings, "3. retraining: word vectors on two corpus halves"):
+        results["retraining"] = wordvectors.retraining_experiment(words(), fits, settings)
+    results["bound"] = report.bound_rows(results["retrieval"], results["retraining"])
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m reproduce", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="report directory (default: reports)")
+    parser.add_argument("--cache", type=Path, default=Path(".cache/reproduce"), help="embeddings and fits")
+    parser.add_argument("--models", default="e5,minilm", help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--pairs", type=int, default=1000, help="query/document pairs of the retrieval task")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = sorted(set(models) - set(MODELS))
+    if unknown or len(models) < 2:
+        parser.error(f"--models needs at least two of {', '.join(MODELS)}; got {args.models!r}")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    with timed(timings, "texts from the standard library"):
+        texts = corpus.retrieval_texts(args.pairs, args.seed)
+    spaces = embed_spaces(texts, models, Embedder(args.cache), timings)
+    settings = wordvectors.WordVectorSettings(seed=args.seed)
+    results = experiments(spaces, args.cache / "fits", timings, corpus.word_documents, settings)
+    args.out.mkdir(parents=True, exist_ok=True)
+    figures = report.figures(args.out, results)
+    timings["total"] = time.perf_counter() - start
+    setup = {"models": models, "pairs": len(texts.queries), "anchors": len(texts.anchors),
+             "window": settings.window}
+    env = environment.describe()
+    (args.out / "README.md").write_text(report.render(results, figures, env, timings, setup))
+    report.write_json(args.out / "results.json", {**results, "setup": setup, "environment": env, "timings": timings})
+    print(f"[reproduce] wrote {args.out / 'README.md'} in {timings['total']:.0f} s", flush=True)
