@@ -29,7 +29,7 @@ import numpy as np
 SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "tests",
         "lib2to3", "ensurepip", "venv", "pydoc_data", "__main__", "xxsubtype", "site-packages"}
 MIN_QUERY, MAX_QUERY = 20, 200        # characters of a summary line
-MIN_DOC, MAX_DOC = 80, 600            # characters of a document (the rest of the docstring)
+MIN_DOC, MAX_DOC = 80, 500            # characters of a document (the rest of the docstring)
 MIN_ANCHOR, MAX_ANCHOR = 40, 600      # characters of an anchor paragraph
 WORD = re.compile(r"[a-z][a-z]+")
 
@@ -40,6 +40,7 @@ class RetrievalTexts:
     documents: list[str]
     names: list[str]         # the object each pair comes from
     anchors: list[str]       # disjoint from every query and document paragraph
+    available_anchors: int   # before any cap on their number
 
 
 def _paragraphs(doc: str) -> list[str]:
@@ -106,8 +107,10 @@ def help_topic_paragraphs() -> list[str]:
     return [p for key in sorted(topics) for p in _paragraphs(topics[key])]
 
 
-def retrieval_texts(max_pairs: int = 1500, seed: int = 0, docs: dict | None = None) -> RetrievalTexts:
-    """Up to ``max_pairs`` (summary, body) pairs and every anchor paragraph disjoint from them."""
+def retrieval_texts(max_pairs: int = 800, seed: int = 0, docs: dict | None = None,
+                    max_anchors: int | None = None) -> RetrievalTexts:
+    """Up to ``max_pairs`` (summary, body) pairs and the anchor paragraphs disjoint from them,
+    in a seeded random order: all of them, or the first ``max_anchors``."""
     docs = stdlib_docstrings() if docs is None else docs
     pairs, seen_q, seen_d = [], set(), set()
     for qual in sorted(docs):
@@ -127,7 +130,7 @@ def retrieval_texts(max_pairs: int = 1500, seed: int = 0, docs: dict | None = No
             anchors.append(p)
     order = np.random.default_rng(seed + 1).permutation(len(anchors))
     return RetrievalTexts([q for _, q, _ in chosen], [d for _, _, d in chosen], [n for n, _, _ in chosen],
-                          [anchors[i] for i in order])
+                          [anchors[i] for i in order[:max_anchors]], len(anchors))
 
 
 def _source_texts(path: Path) -> list[str]:

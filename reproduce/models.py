@@ -81,11 +81,18 @@ LOADERS = {"e5": _e5, "minilm": _minilm, "mpnet": _mpnet}
 
 
 class Embedder:
-    """``embed(model, texts, role)``: cached embeddings; each model is loaded on first use."""
+    """``embed(model, texts, role)``: cached embeddings; each model is loaded on first use.
 
-    def __init__(self, cache: Path):
+    Texts are embedded and cached in chunks of ``CHUNK``, so an interrupted run resumes where it
+    stopped and a longer list of texts reuses the chunks of its prefix.
+    """
+
+    CHUNK = 500
+
+    def __init__(self, cache: Path, log: Callable[[str], None] = print):
         self.cache = Path(cache)
         self.cache.mkdir(parents=True, exist_ok=True)
+        self.log = log
         self._loaded: dict[str, Callable] = {}
 
     def path(self, model: str, texts: list[str], role: str) -> Path:
@@ -93,6 +100,11 @@ class Embedder:
         return self.cache / f"{model}-{role}-{len(texts)}-{digest}.npy"
 
     def embed(self, model: str, texts: list[str], role: str = "passage") -> np.ndarray:
+        chunks = [self._chunk(model, texts[i:i + self.CHUNK], role) for i in range(0, len(texts), self.CHUNK)]
+        self.log(f"  {model}: {len(texts)} {role} texts")
+        return np.vstack(chunks)
+
+    def _chunk(self, model: str, texts: list[str], role: str) -> np.ndarray:
         path = self.path(model, texts, role)
         if path.exists():
             return np.load(path)

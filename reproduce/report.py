@@ -55,7 +55,8 @@ def retraining_table(result: dict) -> str:
 
 def environment_text(env: dict, timings: dict) -> str:
     packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v != "not installed")
-    times = _table(["step", "wall time (s)"], [[k, f"{v:.1f}"] for k, v in timings.items()])
+    times = _table(["step", "wall time (s)", "CPU time (s)"],
+                   [[k, f"{v['wall']:.1f}", f"{v['cpu']:.1f}"] for k, v in timings.items()])
     return (f"Python {env['python']} on {env['platform']}; CPU: {env['cpu']}, {env['cores']} cores.\n\n"
             f"Packages: {packages}.\n\n{times}\n")
 
@@ -80,6 +81,12 @@ def figures(out: Path, results: dict) -> dict[str, Path]:
             "bound": plots.bound_chart(results["bound"], out / "bound.png")}
 
 
+def _anchor_share(setup: dict) -> str:
+    if setup["anchors"] >= setup["available_anchors"]:
+        return "all that are available"
+    return f"a seeded sample of the {setup['available_anchors']:,} available; `--anchors all` embeds every one"
+
+
 def render(results: dict, figs: dict[str, Path], env: dict, timings: dict, setup: dict) -> str:
     """The whole markdown report (figures linked by file name, next to it)."""
     ret, curve = results["retraining"], results["curve"]
@@ -95,8 +102,8 @@ one `procalign fit --json` reports.
 Task: {setup['pairs']} functions, classes and methods of the Python {env['python']} standard library;
 the query is the docstring's one-line summary, the one relevant document is the rest of the
 docstring. Documents are embedded with one model, queries with another; maps take the query
-model into the document model's space, fitted on {setup['anchors']} anchor paragraphs (other
-docstrings and the help topics) that share no paragraph with the task. "no alignment" compares
+model into the document model's space, fitted on {setup['anchors']:,} anchor paragraphs (other
+docstrings and the help topics; {_anchor_share(setup)}) that share no paragraph with the task. "no alignment" compares
 the raw vectors (the shorter zero-padded when dimensions differ); "native" embeds both sides
 with one model.
 

@@ -108,7 +108,8 @@ def test_report_has_tables_and_figures(results):
     figures = report.figures(directory, out)
     env = {"python": "3", "platform": "p", "cpu": "c", "cores": 2, "packages": {"numpy": np.__version__}}
     text = report.render(out, figures, env, timings, {"models": ["e5", "minilm"], "pairs": 600,
-                                                      "anchors": ANCHORS, "window": 4})
+                                                      "anchors": ANCHORS, "available_anchors": 2600,
+                                                      "window": 4})
     for path in figures.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({path.name})" in text
@@ -125,5 +126,8 @@ def test_retrieval_texts_are_disjoint_from_the_anchors():
     queries, documents, anchors = json.loads(done.stdout)
     assert len(queries) == len(documents) == 300 and len(set(queries)) == len(set(documents)) == 300
     assert len(anchors) > 3000
+    capped = json.loads(subprocess.run([sys.executable, "-c", code.replace("300, 0", "300, 0, max_anchors=50")],
+                                       cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    assert capped[2] == anchors[:50]
     assert not set(anchors) & (set(queries) | set(documents))
     assert not any(a in d for a in anchors[:500] for d in documents)
