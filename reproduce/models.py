@@ -105,6 +105,7 @@ class Embedder:
         self.cache.mkdir(parents=True, exist_ok=True)
         self.log = log
         self._loaded: dict[str, Callable] = {}
+        self.counts = {"embedded": 0, "cached": 0}  # texts, since the last `reset_counts`
 
     def path(self, model: str, texts: list[str], role: str) -> Path:
         digest = hashlib.sha256("\x1f".join(texts).encode()).hexdigest()[:16]
@@ -130,7 +131,9 @@ class Embedder:
     def _chunk(self, model: str, texts: list[str], role: str) -> np.ndarray:
         path = self.path(model, texts, role)
         if path.exists():
+            self.counts["cached"] += len(texts)
             return np.load(path)
+        self.counts["embedded"] += len(texts)
         if model not in self._loaded:
             self._loaded[model] = LOADERS[model](self.cache)
         vectors = _unit(self._loaded[model](texts, role))

@@ -25,7 +25,7 @@ def _save(fig, path: Path) -> Path:
 def retrieval_bars(pairs: list, path: Path) -> Path:
     """nDCG@10 per ordered pair (query model -> document model), one bar per column."""
     columns = list(pairs[0].scores)
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig, ax = plt.subplots(figsize=(10.5, 3.8))
     width = 0.8 / len(columns)
     for j, col in enumerate(columns):
         ax.bar([i + j * width for i in range(len(pairs))], [p.scores[col]["ndcg@10"] for p in pairs],
@@ -34,7 +34,7 @@ def retrieval_bars(pairs: list, path: Path) -> Path:
                   [f"queries {p.query_model}\ndocuments {p.document_model}" for p in pairs])
     ax.set_ylabel("nDCG@10")
     ax.set_title("Cross-model retrieval: queries from one model, documents from another")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path)
 
 
@@ -64,7 +64,7 @@ def retraining_bars(recall: dict, k: int, path: Path) -> Path:
 def bound_chart(rows: list[dict], path: Path) -> Path:
     """Per pair (per sample, squared): the theorem's guarantee, the achieved error, and the
     error of unrelated vectors (above which the guarantee says nothing)."""
-    fig, ax = plt.subplots(figsize=(9, 3.8))
+    fig, ax = plt.subplots(figsize=(10.5, 3.8))
     x = range(len(rows))
     for offset, key, label in ((-0.27, "per_sample_bound", "guarantee sqrt(2D)·eps/N"),
                                (0.0, "per_sample_achieved", "achieved min_Q ||XQ - Y||²/N"),
@@ -74,5 +74,5 @@ def bound_chart(rows: list[dict], path: Path) -> Path:
     ax.set_yscale("log")
     ax.set_ylabel("squared error per anchor")
     ax.set_title("The Procrustes bound on the fitted anchors")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(fig, path)

@@ -104,8 +104,9 @@ the query is the docstring's one-line summary, the one relevant document is the 
 docstring (first 500 characters). Documents are embedded with one model, queries with
 another; maps take the query model into the document model's space, fitted on
 {setup['anchors']:,} anchors: {setup['fixture_anchors']:,} from the committed fixtures (first paragraphs of
-other objects' docstrings{_agreement(setup)}) and {setup['anchors'] - setup['fixture_anchors']:,} more paragraphs
-of docstrings and help topics, none of which shares a paragraph with the task. "no alignment" compares
+other objects' docstrings{_agreement(setup)}) and a seeded sample of
+{setup['anchors'] - setup['fixture_anchors']:,} more paragraphs of docstrings and help topics (`--extra-anchors`),
+none of which shares a paragraph with the task. "no alignment" compares
 the raw vectors (the shorter zero-padded when dimensions differ); "native" embeds both sides
 with one model.
 

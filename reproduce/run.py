@@ -41,12 +41,16 @@ def embed_spaces(texts: corpus.RetrievalTexts, models: list[str], embedder: Embe
     """A ModelSpace per model, and how well each model reproduced its fixture anchors."""
     spaces, agreement = [], {}
     for model in models:
-        with timed(timings, f"embed {2 * len(texts.queries) + len(texts.extra_anchors)} texts with {model}"):
+        embedder.counts = {"embedded": 0, "cached": 0}
+        with timed(timings, f"embed with {model}"):
             anchors, agreement[model] = embedder.anchors(model, texts.anchors, texts.anchor_rows)
             if texts.extra_anchors:
                 anchors = np.vstack([anchors, embedder.embed(model, texts.extra_anchors, "passage")])
             spaces.append(retrieval.ModelSpace(model, anchors, embedder.embed(model, texts.queries, "query"),
                                                embedder.embed(model, texts.documents, "passage")))
+        step = f"embed with {model}"
+        timings[f"{step}: {embedder.counts['embedded']} texts embedded, {embedder.counts['cached']} from the cache"] = \
+            timings.pop(step)
     return spaces, agreement
 
 
