@@ -786,3 +786,16 @@ def test_float32_values_whose_products_overflow_are_redone_in_float64(rng, with_
     assert_stats(got, ref, rtol=1e-6, atol=0, gram=with_gram)
     x64 = AlignmentStats.from_batch(x.astype(np.float64), y, with_gram=with_gram)  # one side float64 already
     assert_stats(x64, ref, rtol=1e-6, atol=0, gram=with_gram)
+
+
+@pytest.mark.parametrize("value, overflows", [(65519.0, False), (65520.0, True), (-65520.0, True), (-65504.0, False)])
+def test_narrowing_to_float16_fails_exactly_from_the_rounding_limit(value, overflows):
+    affine = AffineMap(np.eye(2), np.zeros(2), np.zeros(2))
+    x = np.array([[1.0, 2.0], [value, 0.5]], np.float32)
+    out = np.empty((2, 2), np.float16)
+    if overflows:
+        with pytest.raises(NonFiniteRows, match="overflows float16 at row 1"):
+            ChunkMapper(affine, np.float32).map(x, out)
+    else:
+        ChunkMapper(affine, np.float32).map(x, out)
+        assert np.isfinite(out).all() and abs(float(out[1, 0])) >= 65504

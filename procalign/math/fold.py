@@ -63,14 +63,16 @@ class HoldoutSplit:
 class PairFold:
     """Fold chunks of pairs into `AlignmentStats`, keeping optional samples on the side.
 
-    ``heldout`` keeps up to its cap of held-out pairs (x, y, ids), the first ``keep_heldout``
+    ``run`` (see `AlignmentStats.from_pieces`) computes a chunk's statistics piece by piece,
+    on several cores; by default in one piece. ``heldout`` keeps up to its cap of held-out pairs (x, y, ids), the first ``keep_heldout``
     share of the held-out hash range; ``control`` keeps fitted pairs chosen by an independent
     hash (seed + 1) with probability ``keep_control``, for the shuffled-pair control.
     """
 
     def __init__(self, stats: AlignmentStats, normalize: bool = False, split: HoldoutSplit = HoldoutSplit(),
                  check_finite: bool = True, heldout: RowSample | None = None, keep_heldout: float = 1.0,
-                 control: RowSample | None = None, keep_control: float = 1.0):
+                 control: RowSample | None = None, keep_control: float = 1.0, run=None):
+        self.run = run
         self.stats, self.normalize, self.split, self.check_finite = stats, normalize, split, check_finite
         self.heldout, self.keep_heldout = heldout, keep_heldout
         self.control, self.keep_control = control, keep_control
@@ -97,7 +99,10 @@ class PairFold:
 
     def _update(self, first: int, x: np.ndarray, y: np.ndarray, kept: np.ndarray | None) -> None:
         try:
-            self.stats.update(x, y)
+            if self.run is None:
+                self.stats.update(x, y)
+            else:
+                self.stats.merge(AlignmentStats.from_pieces(x, y, self.stats.with_gram, self.run))
         except NonFiniteInput as e:
             side, rows = ("source", e.source_rows) if len(e.source_rows) else ("target", e.target_rows)
             index = int(rows[0]) if kept is None else int(kept[rows[0]])

@@ -153,10 +153,14 @@ class Agreement:
     def add(self, mapped: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Fold in one chunk; returns its per-row cosines and squared residuals."""
         cos, r, yy = row_agreement(mapped, y)
+        self.add_rows(cos, r, yy)
+        return cos, r
+
+    def add_rows(self, cos: np.ndarray, r: np.ndarray, yy: np.ndarray) -> None:
+        """Fold in `row_agreement` results computed elsewhere (on other cores, say)."""
         self.hist.add(cos)
         self.res_sq += float(r.sum())
         self.y_sq += float(yy.sum())
-        return cos, r
 
     def merge(self, other: "Agreement") -> "Agreement":
         self.hist.merge(other.hist)

@@ -31,7 +31,9 @@ def apply_chunk_rows(budget_mb: int, source, sink_class, d_out: int, out_itemsiz
 
 def pair_chunk_rows(budget_mb: int, source, target) -> int:
     """Rows per chunk when reading anchor pairs from two sources."""
-    per_row = (RING + source.extra_buffers) * source.dim * source.dtype.itemsize \
-        + (RING + target.extra_buffers) * target.dim * target.dtype.itemsize \
+    def held(reader) -> int:  # buffers per side, as in `apply_chunk_rows`
+        return WINDOWS if getattr(reader, "mapped", False) else RING + reader.extra_buffers
+
+    per_row = held(source) * source.dim * source.dtype.itemsize + held(target) * target.dim * target.dtype.itemsize \
         + 4 * (source.dim + target.dim)  # plus the shifted float32 copies of a block
     return rows_for_budget(budget_mb, per_row)

@@ -11,6 +11,7 @@ know how they were fitted. The anchor pass uses the fit's own `HoldoutSplit` and
 from __future__ import annotations
 
 import heapq
+import threading
 from typing import Iterable
 
 import numpy as np
@@ -19,11 +20,12 @@ from ..errors import QualityGateError
 from ..math.affine import ChunkMapper
 from ..math.bound import procrustes_bound
 from ..math.fold import HoldoutSplit, prepare_rows
-from ..math.metrics import Agreement, cosine_summary, knn_indices, knn_overlap, retrieval, row_cosines
+from ..math.metrics import Agreement, cosine_summary, knn_indices, knn_overlap, retrieval, row_agreement, row_cosines
 from ..math.procrustes import FitOptions, fit_transform
 from ..math.ridge import ridge_map
 from ..math.stats import AlignmentStats
 from ..transform import Transform
+from .cores import CorePool
 from .stream import run_stages
 
 WORST = 10
@@ -62,31 +64,37 @@ def anchor_report(transform: Transform, pairs: Iterable[tuple[int, np.ndarray, n
     """Second pass over the fitted anchors: cosine distribution, residual, worst pairs.
 
     ``pairs`` yields ``(first pair index, x, y)`` chunks; pairs that ``split`` holds out are
-    skipped. Maps in float32 with the streaming kernel and measures with `row_agreement`, so
-    this pass costs about one product per chunk.
+    skipped. Maps in float32 with the streaming kernel and measures with `row_agreement`,
+    piece by piece on every core, so this pass costs about one product per chunk.
     """
     agreement = Agreement()
     worst: list[tuple[float, str]] = []
-    mapper = ChunkMapper(transform.map, np.float32)
+    kernels = threading.local()
     out = np.empty((chunk_rows, transform.d_target), np.float32)
 
-    def measure(item):
+    def piece(start: int, x: np.ndarray, y: np.ndarray, out: np.ndarray, a: int, b: int):
+        x = prepare_rows(x[a:b], start + a, "source", transform.normalize, check_finite=False)
+        y = prepare_rows(y[a:b], start + a, "target", transform.normalize, check_finite=False)
+        if getattr(kernels, "mapper", None) is None:
+            kernels.mapper = ChunkMapper(transform.map, np.float32)
+        keep = ~split.held(start + a, b - a)
+        mapped = kernels.mapper.map(x, out[a:b], start + a)[keep]
+        return (*row_agreement(mapped, np.asarray(y, np.float32)[keep]), np.flatnonzero(keep) + start + a)
+
+    def measure(item, cores: CorePool):
         nonlocal out
         start, x, y = item
-        x = prepare_rows(x, start, "source", transform.normalize, check_finite=False)
-        y = prepare_rows(y, start, "target", transform.normalize, check_finite=False)
         if len(x) > len(out):
             out = np.empty((len(x), transform.d_target), np.float32)
-        keep = ~split.held(start, len(x))
-        mapped = mapper.map(x, out[: len(x)], start)[keep]
-        _, r = agreement.add(mapped, np.asarray(y, np.float32)[keep])
-        index = np.flatnonzero(keep) + start
-        for j in np.argpartition(r, -WORST)[-WORST:] if len(r) > WORST else range(len(r)):
-            name = str(ids[index[j]]) if ids is not None else f"row {index[j]}"
-            item = (float(r[j]), name)
-            heapq.heappush(worst, item) if len(worst) < WORST else heapq.heappushpop(worst, item)
+        for cos, r, yy, index in cores.run(lambda a, b: piece(start, x, y, out, a, b), len(x)):
+            agreement.add_rows(cos, r, yy)
+            for j in np.argpartition(r, -WORST)[-WORST:] if len(r) > WORST else range(len(r)):
+                name = str(ids[index[j]]) if ids is not None else f"row {index[j]}"
+                entry = (float(r[j]), name)
+                heapq.heappush(worst, entry) if len(worst) < WORST else heapq.heappushpop(worst, entry)
 
-    run_stages(pairs, measure, lambda _: None)
+    with CorePool() as cores:
+        run_stages(pairs, lambda item: measure(item, cores), lambda _: None)
     return {"pairs": agreement.hist.n, **agreement.summary(),
             "worst": [{"id": name, "squared_residual": r} for r, name in sorted(worst, reverse=True)]}
 

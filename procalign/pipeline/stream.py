@@ -7,6 +7,7 @@ one and writing the previous one run at the same time, each stage on its own thr
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable, Iterator
 
@@ -16,6 +17,7 @@ from ..errors import InputError
 from ..formats.base import Batch
 from ..math.affine import AffineMap, ChunkMapper
 from .chunking import RING
+from .cores import CorePool
 
 _END = object()
 
@@ -53,18 +55,35 @@ class BatchMapper:
     window (``into(start, rows)``, zero copy), else into a ring of output buffers (no
     allocation per chunk).
 
-    Computes in float64 when the input or output is float64, else float32. Raises
-    `NonFiniteRows` naming the row of the source (``batch.start`` + index).
+    Computes in float64 when the input or output is float64, else float32, on every core
+    (`CorePool`: pieces of a batch on one thread each, one kernel and its buffers per thread);
+    use it as a context manager around the stream. Raises `NonFiniteRows` naming the row of
+    the source (``batch.start`` + index).
     """
 
     def __init__(self, affine: AffineMap, in_dtype, out_dtype, rows: int,
-                 into: Callable[[int, int], np.ndarray | None] | None = None):
+                 into: Callable[[int, int], np.ndarray | None] | None = None, threads: int | None = None):
         in_dtype, out_dtype = np.dtype(in_dtype), np.dtype(out_dtype)
-        work = np.float64 if np.float64 in (in_dtype, out_dtype) else np.float32
-        self.kernel = ChunkMapper(affine, work)
+        self.affine = affine
+        self.work = np.float64 if np.float64 in (in_dtype, out_dtype) else np.float32
         self.into, self.out_dtype, self.rows, self.d_target = into, out_dtype, rows, affine.d_target
+        self.cores = CorePool(threads)
+        self.kernels = threading.local()
         self.ring: list[np.ndarray] = []
         self.turn = 0
+
+    def __enter__(self) -> "BatchMapper":
+        self.cores.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.cores.__exit__(*exc)
+
+    def _kernel(self) -> ChunkMapper:
+        kernel = getattr(self.kernels, "mapper", None)
+        if kernel is None:
+            kernel = self.kernels.mapper = ChunkMapper(self.affine, self.work)
+        return kernel
 
     def _buffer(self, rows: int) -> np.ndarray:
         if not self.ring:  # allocated on first use: a mapper writing into windows never needs it
@@ -75,10 +94,10 @@ class BatchMapper:
 
     def __call__(self, batch: Batch) -> tuple[np.ndarray, Batch, bool]:
         """``(rows, batch, in_place)``: in_place when the rows already sit in the destination."""
-        n = len(batch.embeddings)
+        n, x = len(batch.embeddings), batch.embeddings
         window = self.into(batch.start, n) if self.into is not None else None
         out = window if window is not None else self._buffer(n)
-        self.kernel.map(batch.embeddings, out, batch.start)
+        self.cores.run(lambda a, b: self._kernel().map(x[a:b], out[a:b], batch.start + a), n)
         return out, batch, window is not None
 
 
@@ -95,7 +114,8 @@ def map_stream(batches: Iterable[Batch], mapper: BatchMapper,
         write(out, batch, in_place)
         done[0] += len(out)
 
-    run_stages(batches, mapper, consume)
+    with mapper:
+        run_stages(batches, mapper, consume)
     return done[0]
 
 
