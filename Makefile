@@ -23,6 +23,8 @@ demo: $(READY)
 	$(BIN)/procalign apply $(DEMO)/e5_to_minilm.npz fixtures/e5.parquet -o $(DEMO)/e5_in_minilm.parquet --overwrite
 	$(BIN)/procalign inspect $(DEMO)/e5_in_minilm.parquet
 
+# The test extra includes dask.distributed, s3fs and moto's S3 server: the tests start a
+# LocalCluster of two worker processes and an S3 server on a loopback port themselves.
 test: $(READY)
 	$(BIN)/python -m pytest
 

@@ -4,7 +4,8 @@ A transform is an `AffineMap` (the arrays), the two spaces it connects (`Space`:
 dimension), the options it was fitted with, whether it is the inverse of another transform,
 and provenance (anchors, pairing, hold-out, fit statistics, quality report: informative only).
 It is built here and nowhere else: `Transform.fitted` after a fit, `Transform.inverse` for the
-other direction, and `procalign.transform_file` reading it back. The transform file's checksum
+other direction, `chain` for several transforms composed into one, and `procalign.transform_file`
+reading it back. The transform file's checksum
 seals everything in it (see the spec in `procalign.transform_file`).
 
 >>> import numpy as np
@@ -23,7 +24,8 @@ import numpy as np
 
 from . import __version__
 from .math.affine import AffineMap
-from .math.methods import ORTHOGONAL as METHOD_ORTHOGONAL, geometry
+from .math.compose import chain_rank, compose_all
+from .math.methods import LINEAR as METHOD_LINEAR, ORTHOGONAL as METHOD_ORTHOGONAL, geometry
 from .math.procrustes import FitOptions
 from .math.spectral import PSEUDO_INVERSE_RCOND, numerical_rank
 
@@ -161,3 +163,76 @@ class Transform:
     def describe(self) -> str:
         """One line: ``old (384-d) -> new (384-d)``."""
         return f"{self.source.name} ({self.source.dim}-d) -> {self.target.name} ({self.target.dim}-d)"
+
+
+class BrokenChain(ValueError):
+    """Transforms that do not connect: ``index`` is the position of the one that does not follow."""
+
+    def __init__(self, index: int, before: Space, after: Transform):
+        self.index = index
+        hint = " (it ends there: to go back through it, invert it first)" if after.target == before else ""
+        super().__init__(f"the chain so far ends in {before.name!r} ({before.dim}-d) but the next transform maps "
+                         f"{after.describe()}{hint}")
+
+
+def into_hub(t: Transform) -> bool:
+    """True for a transform written by fit-hub: it maps a model into the hub space."""
+    hub = t.provenance.get("hub")
+    return isinstance(hub, dict) and hub.get("name") == t.target.name and not t.is_inverse
+
+
+def orient(transforms: list[Transform]) -> list[tuple[Transform, bool]]:
+    """Each transform of a chain with whether it is used inverted.
+
+    The first is used as it is. Each next one must start where the chain so far ends (same space
+    name and dimension). The one exception is how two models meet in a hub: a hub transform
+    (`into_hub`) that ends where the chain ends is used inverted, so ``a -> hub`` then
+    ``b -> hub`` is ``a -> hub -> b``. Anything else raises `BrokenChain`.
+    """
+    if not transforms:
+        raise ValueError("a chain needs at least one transform")
+    steps = [(transforms[0], False)]
+    end = transforms[0].target
+    for i, t in enumerate(transforms[1:], start=1):
+        if t.source == end:
+            steps.append((t, False))
+        elif t.target == end and into_hub(t):
+            steps.append((t, True))
+        else:
+            raise BrokenChain(i, end, t)
+        end = steps[-1][0].source if steps[-1][1] else steps[-1][0].target
+    return steps
+
+
+def chain(transforms: list[Transform], created: str | None = None) -> Transform:
+    """The transforms of a chain (see `orient`) composed into one exact transform.
+
+    Its method is "orthogonal" when the product stays orthonormal, else "linear" (a general
+    linear map); its provenance ``composition`` names each part by checksum and says how many
+    dimensions the chain keeps. ``created`` defaults to now. Raises `BrokenChain`, and
+    `procalign.math.compose.NotComposable` when L2 normalisation does not fold.
+    """
+    from .transform_file import checksum
+
+    steps = orient(transforms)
+    used = [t.inverse() if inverted else t for t, inverted in steps]
+    if len(used) == 1:
+        return used[0]
+    m = compose_all([t.map for t in used])
+    source, target = used[0].source, used[-1].target
+    rank, full = chain_rank(m), min(source.dim, target.dim)
+    through = [t.target for t in used[:-1]]
+    narrowest = min(through, key=lambda space: space.dim)
+    parts = [{"source": u.source.as_dict(), "target": u.target.as_dict(), "method": t.method, "inverted": inv,
+              "checksum": t.checksum or checksum(t)} for (t, inv), u in zip(steps, used)]
+    kept = {"rank": rank, "of": full, "projection": rank < full,
+            "note": f"lossless: keeps all {full} dimensions" if rank >= full else
+            f"projection: keeps {rank} of {full} dimensions (the chain passes through {narrowest.name!r}, "
+            f"{narrowest.dim}-d)"}
+    orthogonal = m.orthonormal
+    options = FitOptions(m.centred, m.normalize, orthogonal and m.scale != 1.0,
+                         orthogonal and all(t.options.rotation_only for t in used))
+    composed = Transform(m, source, target, options, METHOD_ORTHOGONAL if orthogonal else METHOD_LINEAR,
+                         provenance={"composition": {"parts": parts, "through": [s.as_dict() for s in through],
+                                                     "kept": kept}})
+    return composed if created is None else dataclasses.replace(composed, created=created)

@@ -9,7 +9,8 @@ Members (all little-endian):
 name           dtype, shape       meaning
 ============== ================== ==========================================================
 matrix         <f8, (d_s, d_t)    method "orthogonal": Q, orthonormal rows (d_s <= d_t) or
-                                  columns (d_s > d_t); "whitened", "affine": W, any matrix
+                                  columns (d_s > d_t); "whitened", "affine", "linear": W,
+                                  any matrix
 source_mean    <f8, (d_s,)        subtracted from source rows (zeros when not centred)
 target_mean    <f8, (d_t,)        added to mapped rows (zeros when not centred)
 scale          <f8, ()            isotropic factor, > 0 (1.0 unless fitted with --scale;
@@ -37,7 +38,9 @@ The JSON metadata object. Identity (what `apply` computes and checks):
   the dimensions equal the matrix's.
 * ``method``: ``"orthogonal"`` (Procrustes, `procalign.math.procrustes`), ``"whitened"``
   (whitened orthogonal map, `procalign.math.whitened`) or ``"affine"`` (ridge least squares,
-  `procalign.math.ridge`); see `procalign.math.methods`. A reader refuses a method it does not
+  `procalign.math.ridge`), or ``"linear"``: a chain of transforms composed into one whose linear
+  part is no longer orthonormal (`procalign.math.compose`; written by `procalign compose`, never
+  fitted); see `procalign.math.methods`. A reader refuses a method it does not
   know, before it looks at the arrays (procalign 0.1.0 without methods checks orthonormality
   first and so refuses such a file as "not orthonormal"; either way nothing is mapped).
   Version 2 expresses every method through this field, so adding methods changed no version.
@@ -56,6 +59,14 @@ It therefore seals the arrays *and* every metadata field: a file whose options, 
 or report were edited is refused. A checksum is not a signature, so `load` also validates what
 the file claims: types, shapes, finite values, scale > 0, and for "orthogonal" orthonormal rows
 or columns; for the other methods scale 1.0 and a matrix that is not all zeros.
+
+Provenance of a composed chain (`procalign.transform.chain`): ``composition`` with ``parts``
+(each part's ``source``, ``target``, ``method``, ``checksum`` and whether it was used
+``inverted``), ``through`` (the spaces in between) and ``kept`` (``rank`` of the matrix, ``of``
+= min(d_s, d_t), ``projection``: true when the chain keeps fewer dimensions than that, and a
+``note`` in words). Of a `fit-hub` transform: ``hub`` (``name``, ``dim``, ``models``,
+``reference``, ``anchors``, ``iterations``, ``converged``, ``objective``, ``relative_objective``,
+``model``, ``relative_residual``).
 
 Provenance of the linear methods: ``fit.method_params`` (whitened: ``reweight``, ``rank``;
 affine: ``alpha``, ``lambda`` and the GCV score), and ``fit.selection`` when `--method auto`
@@ -78,7 +89,7 @@ from .errors import TransformFileError
 from .jsonsafe import json_safe
 from .math.affine import AffineMap
 from .math.procrustes import FitOptions
-from .math.methods import METHODS
+from .math.methods import STORED_METHODS
 from .transform import METHOD_ORTHOGONAL, Space, Transform
 
 FORMAT = "procalign-transform"
@@ -258,8 +269,8 @@ def _check_arrays(arrays: dict[str, np.ndarray], method: str, path: Path) -> Non
 def _from_metadata(arrays: dict[str, np.ndarray], meta: dict, path: Path) -> Transform:
     version = meta["format_version"]
     method = meta.get("method", METHOD_ORTHOGONAL)
-    if method not in METHODS:  # before the arrays: a newer method's matrix need not be orthonormal
-        raise TransformFileError(f"method {method!r} is not one this procalign knows ({', '.join(METHODS)}); "
+    if method not in STORED_METHODS:  # before the arrays: a newer method's matrix need not be orthonormal
+        raise TransformFileError(f"method {method!r} is not one this procalign knows ({', '.join(STORED_METHODS)}); "
                                  "upgrade procalign", path)
     _check_arrays(arrays, method, path)
     m = arrays["matrix"]

@@ -264,7 +264,7 @@ def test_orthonormal_rows_or_columns_within_the_tolerance(tmp_path, rng, shape):
 
 
 @pytest.mark.parametrize("changes,message", [
-    (dict(method="ridge"), "method 'ridge' is not one this procalign knows (orthogonal, whitened, affine); "
+    (dict(method="ridge"), "method 'ridge' is not one this procalign knows (orthogonal, whitened, affine, linear); "
                            "upgrade procalign"),
     (dict(inverse_of=5), "metadata 'inverse_of' must be a checksum string or null, got 5"),
     (dict(source={"name": "old"}), "metadata 'source' must be {\"name\": str, \"dim\": int}, got {'name': 'old'}"),

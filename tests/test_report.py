@@ -190,3 +190,24 @@ def test_row_agreement_equals_direct_computation(rng):
     np.testing.assert_allclose(cos, row_cosines(m64, y64), atol=1e-6)
     np.testing.assert_allclose(sq, ((m64 - y64) ** 2).sum(axis=1), rtol=1e-5)
     np.testing.assert_allclose(yy, (y64 ** 2).sum(axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("holdout", [0.0, 0.25])
+def test_report_from_pairs_kept_in_memory_equals_report_from_a_second_read(holdout):
+    """Under --memory the fit keeps the pairs for the report's second pass; above it, the pass
+    reads the files again. Both must see the same pairs, in the same order, with the same split."""
+    from dataclasses import replace
+    from procalign.formats import parse_location
+    from procalign.pipeline.fit import FitJob, fit_files
+    from procalign.pipeline.report import build_report
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures"
+    jobs = {memory: FitJob(parse_location(str(fixtures / "e5.parquet")), parse_location(str(fixtures / "minilm.parquet")),
+                           id_column="id", holdout=holdout, seed=3, memory_mb=memory) for memory in (1, 128)}
+    assert fit_files(jobs[1]).pairs.in_memory is None  # 2,580 pairs x 3 KB: over 1 MB
+    res = fit_files(jobs[128])
+    assert res.pairs.in_memory is not None
+    reports = [build_report(res.transform, res.stats, pairs, jobs[128].split, res.heldout, res.control,
+                            res.pairing.ids, res.pairs.chunk_rows)
+               for pairs in (res.pairs, replace(res.pairs, in_memory=None))]
+    assert reports[0]["anchors"]["pairs"] == res.stats.n
+    assert reports[0] == reports[1]

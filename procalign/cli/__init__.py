@@ -8,12 +8,15 @@ import typer
 
 from .. import __version__
 from .apply import apply
+from .compose import compose
 from .entry import ProcalignGroup
 from .errors import install_signal_handlers, state
 from .evaluate import evaluate
 from .export import export
 from .fit import fit
+from .fit_hub import fit_hub
 from .inspect import inspect
+from .invert import invert
 from .threshold import threshold
 
 app = typer.Typer(
@@ -47,6 +50,9 @@ app.command()(inspect)
 app.command()(evaluate)
 app.command()(export)
 app.command()(threshold)
+app.command()(invert)
+app.command()(compose)
+app.command("fit-hub")(fit_hub)
 
 
 def run() -> None:

@@ -9,8 +9,8 @@ import typer
 
 from ..formats.registry import format_help
 from .errors import exit_codes
-from .options import (BatchRows, ByPosition, Column, Dataset, EvalSize, IdColumn, Json, MaxResidual, Memory, MinCosine,
-                      MinTop1, Overwrite, Quiet, Wait, input_locations)
+from .options import (BatchRows, ByPosition, Column, Dataset, EngineName, EvalSize, IdColumn, Json, MaxResidual, Memory,
+                      MinCosine, MinTop1, Overwrite, Quiet, Scheduler, StorageOptions, Wait, Workers, input_locations)
 from .render import print_json, progress_for, stderr
 from .report_view import show_fit
 
@@ -51,6 +51,10 @@ def fit(
     wait: Wait = False,
     json_out: Json = False,
     quiet: Quiet = False,
+    engine: EngineName = "local",
+    scheduler: Scheduler = None,
+    workers: Workers = None,
+    storage_options: StorageOptions = None,
 ) -> None:
     """Learn the map from SOURCE's embedding space into TARGET's (orthogonal unless --method).
 
@@ -63,11 +67,14 @@ def fit(
         from ..pipeline.report import gate_error
         from ..math.procrustes import FitOptions
         gates = {"min_top1": min_top1, "min_cosine": min_cosine, "max_residual": max_residual}
-        job = FitJob(*input_locations([source, target], dataset),
+        from ..pipeline.engines import engine_for
+        job = FitJob(*input_locations([source, target], dataset, storage_options),
                      FitOptions(centre, normalize, scale, rotation_only), column, id_column, by_position,
                      batch_rows, holdout, seed, report or any(g is not None for g in gates.values()),
                      eval_size, source_name, target_name, memory, method.value, reweight)
-        _, transform, failures = fit_and_save(job, output, gates, overwrite, progress_for(quiet or json_out), wait=wait)
+        with engine_for(engine, scheduler, workers) as job.engine:
+            _, transform, failures = fit_and_save(job, output, gates, overwrite, progress_for(quiet or json_out),
+                                                  wait=wait)
         for warning in transform.provenance.get("warnings", []):
             stderr.print(f"warning: {warning}")
         written = str(output) if output is not None and not failures else None

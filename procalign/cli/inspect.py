@@ -40,7 +40,8 @@ def inspect(
                 ("anchors", meta.get("anchors")), ("scale", t.scale),
                 ("format version", f"{t.format_version}" + ("" if t.sealed else
                                    " (unsealed: the checksum covers the arrays only)")),
-                ("inverse of", t.inverse_of or "-"), ("procalign", meta.get("procalign_version")),
+                ("inverse of", t.inverse_of or "-"), *chain_rows(meta),
+                ("procalign", meta.get("procalign_version")),
                 ("created", meta.get("created")), ("checksum", meta.get("checksum"))]))
             if meta.get("report"):
                 show_report(meta["report"], warnings=True)
@@ -57,3 +58,23 @@ def inspect(
             ("space", stamp.get("space") if stamp else "(no stamp: not written by procalign apply)"),
             ("mapped from", stamp.get("from_space") if stamp else "-"),
             ("by transform", stamp.get("transform") if stamp else "-")]))
+
+
+def chain_rows(meta: dict) -> list[tuple[str, str]]:
+    """What a composed transform is made of and keeps; what hub a hub transform maps into."""
+    rows = []
+    composition = meta.get("composition")
+    if isinstance(composition, dict):
+        parts = composition.get("parts", [])
+        route = [p["source"]["name"] for p in parts[:1]] + [p["target"]["name"] for p in parts]
+        rows.append(("composed of", f"{' -> '.join(route)} ({len(parts)} transforms"
+                     f"{', some used inverted' if any(p.get('inverted') for p in parts) else ''})"))
+        rows.append(("chain keeps", composition.get("kept", {}).get("note", "-")))
+    hub = meta.get("hub")
+    if isinstance(hub, dict):
+        models = ", ".join(f"{m['name']} ({m['dim']}-d)" for m in hub.get("models", []))
+        rows.append(("hub", f"{hub.get('name')} ({hub.get('dim')}-d) of {models}; {hub.get('iterations')} iterations, "
+                            f"relative objective {hub.get('relative_objective', 0):.4g}"
+                            + (f", reference {hub['reference']}" if hub.get("reference") else "")))
+    return rows
+

@@ -62,9 +62,9 @@ class BarProgress(Progress):
     def __init__(self):
         self._bar = None
 
-    def start(self, description, total):
+    def start(self, description, total, unit="rows"):
         self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("rows"), TimeRemainingColumn(), console=stderr, transient=True)
+                                 TextColumn(unit), TimeRemainingColumn(), console=stderr, transient=True)
         self._bar.start()
         self._task = self._bar.add_task(description, total=total)
 
@@ -83,8 +83,8 @@ class LineProgress(Progress):
     def __init__(self, every: float = 5.0):
         self.every = every
 
-    def start(self, description, total):
-        self.description, self.total, self.done = description, total, 0
+    def start(self, description, total, unit="rows"):
+        self.description, self.total, self.done, self.unit = description, total, 0, unit
         self.began = self.last = time.monotonic()
 
     def advance(self, rows):
@@ -96,7 +96,7 @@ class LineProgress(Progress):
         self.last = now = time.monotonic()
         rate = self.done / max(now - self.began, 1e-9)
         of = f" of {self.total:,} ({self.done / self.total:.0%})" if self.total else ""
-        sys.stderr.write(f"{self.description}: {self.done:,} rows{of}, {rate:,.0f} rows/s\n")
+        sys.stderr.write(f"{self.description}: {self.done:,} {self.unit}{of}, {rate:,.0f} {self.unit}/s\n")
         sys.stderr.flush()
 
     def stop(self):

@@ -10,7 +10,8 @@ COLUMNS = (("top-1", ("top1",)), ("top-10", ("top10",)), ("MRR", ("mrr",)),
            ("cos mean", ("cosine", "mean")), ("cos p5", ("cosine", "p5")), ("cos median", ("cosine", "median")),
            ("kNN@10", ("knn10_overlap",)), ("rel. residual", ("relative_residual",)))
 ROWS = (("aligned (procalign)", "aligned"), ("no alignment", "unaligned"),
-        ("shuffled-pair control", "shuffled_control"), ("ridge affine, alpha 1e-3 (baseline)", "ridge_affine"))
+        ("shuffled-pair control", "shuffled_control"), ("ridge affine, alpha 1e-3 (baseline)", "ridge_affine"),
+        ("composed chain", "composed"), ("direct fit", "direct"))
 
 
 def _dig(d, path):
@@ -56,6 +57,14 @@ def quality_line(meta: dict) -> str:
         return (f"quality: held-out top-1 {h['aligned']['top1']:.3f} (unaligned {fmt(base, 3)}), "
                 f"mean cosine {h['aligned']['cosine']['mean']:.3f} (unaligned "
                 f"{fmt(_dig(h, ('unaligned', 'cosine', 'mean')), 3)}) on {h['pairs']} held-out pairs")
+    if meta.get("composition") and not meta.get("fit"):
+        return ("quality: a composed transform carries no measurement of its own; compare it with a direct fit "
+                "(compose --anchors SOURCE TARGET) or measure it (evaluate)")
+    hub = meta.get("hub")
+    if isinstance(hub, dict) and not meta.get("fit"):
+        return (f"quality: {meta.get('source', {}).get('name')} sits {fmt(hub.get('relative_residual'), 3)} of its "
+                f"own spread from the hub's consensus (on {hub.get('anchors')} items); measure a pair through the hub "
+                "with evaluate hub/A.npz hub/B.npz A_SAMPLE B_SAMPLE")
     fit = meta.get("fit", {})
     return (f"quality: on the {meta.get('anchors')} anchors mean cosine {fmt(fit.get('mean_cosine'), 3)}, "
             f"relative residual {fmt(fit.get('relative_residual'), 3)} (use --holdout for held-out numbers)")

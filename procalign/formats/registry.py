@@ -69,6 +69,12 @@ class Location:
     path: Path
     format: Format
     inner: str | None = None
+    # A partitioned dataset (see `parts`): its part files (paths or URLs) and, once known, their
+    # row counts; the storage options (JSON) for URLs; what the user typed.
+    parts: tuple[str, ...] = ()
+    part_rows: tuple[int, ...] = ()
+    storage: str = ""
+    label: str = ""
 
     @property
     def dataset(self) -> str | None:
@@ -79,7 +85,8 @@ class Location:
         return str(self.path) == STDIO
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.inner}" if self.inner else str(self.path)
+        text = self.label or str(self.path)
+        return f"{text}:{self.inner}" if self.inner else text
 
 
 def parse_location(text: str, inner: str | None = None) -> Location:
@@ -116,6 +123,9 @@ def open_source(location: Location, options: ReadOptions = ReadOptions()) -> Sou
     """Open a location for reading; raises InputError/UsageError naming the file."""
     if location.is_stdio:
         return _module(location.format).SOURCE(location, options)
+    if location.parts:
+        from .parts import PartsSource
+        return PartsSource(location, options)
     if not location.path.is_file():
         raise InputError("no such file; check the path", location.path)
     if location.path.stat().st_size == 0:

@@ -7,6 +7,7 @@ orthogonal  ``scale * x_c Q + mean_y``, Q orthonormal (`procrustes`)     isometr
                                                                         d_s <= d_t)
 whitened    ``x_c W_x U S^p V^T G_y^{1/2} + mean_y`` (`whitened`)        general linear
 affine      ``x_c (G_x + lam I)^-1 C + mean_y``, lam by GCV (`ridge`)    general linear
+linear      a chain of maps composed into one (`compose`), not fitted     general linear
 ==========  ==========================================================  =====================
 
 All three read the same `AlignmentStats` (whitened and affine need its Gram matrices), so each
@@ -27,6 +28,9 @@ from .whitened import whitened_matrix
 
 ORTHOGONAL, WHITENED, AFFINE, AUTO = "orthogonal", "whitened", "affine", "auto"
 METHODS = (ORTHOGONAL, WHITENED, AFFINE)
+# Not fitted but stored: a chain of maps whose product is a general linear map (`compose`).
+LINEAR = "linear"
+STORED_METHODS = (*METHODS, LINEAR)
 DEFAULT_REWEIGHT = 0.5  # measured on the fixtures and across anchor counts: see the README
 # What `--method auto` tries, in this order; a tie goes to the earlier (the simpler map).
 CANDIDATES = ("orthogonal", "orthogonal_scaled", WHITENED, AFFINE)

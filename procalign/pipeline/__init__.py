@@ -2,8 +2,9 @@
 
 A job opens sources through `procalign.formats`, does the math through `procalign.math` and
 returns plain results; it never prints. Apply is a source, the stream core (`stream`) and a
-delivery (`delivery`: temporary file, lock, journal, rename, stamp). The CLI is a thin layer
-over these.
+delivery (`delivery`: temporary file, lock, journal, rename, stamp). A partitioned dataset is
+applied part by part (`dataset_apply`) on an engine (`engines`: threads, or a Dask cluster that
+also runs the fit's pass over the pairs, `distributed_fit`). The CLI is a thin layer over these.
 """
 from .progress import Progress
 

@@ -1,4 +1,4 @@
-"""Pair the rows of two anchor files: by id when both carry ids, else by position."""
+"""Pair the rows of anchor files: by id when all carry ids, else by position (two files, or N for a hub)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -103,17 +103,19 @@ def iter_pairs(source: Source, target: Source, pairing: Pairing,
 
 
 def take_pairs(source: Source, target: Source, pairing: Pairing, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of the given pair indices, ``(x, y)`` in that order (random access: each file is
-    read in increasing row order, then the rows are put back in pair order)."""
-    def rows(reader: Source, index: np.ndarray) -> np.ndarray:
-        order = np.argsort(index, kind="stable")
-        out = np.empty((len(index), reader.dim), reader.dtype)
-        out[order] = reader.take(index[order])
-        return out
-
+    """The rows of the given pair indices, ``(x, y)`` in that order."""
     if pairing.mode == "position":
-        return rows(source, pairs), rows(target, pairs)
-    return rows(source, pairing.source_index[pairs]), rows(target, pairing.target_index[pairs])
+        return take_rows(source, pairs), take_rows(target, pairs)
+    return take_rows(source, pairing.source_index[pairs]), take_rows(target, pairing.target_index[pairs])
+
+
+def take_rows(reader: Source, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` of ``reader`` in that order (random access: the file is read in increasing
+    row order, then the rows are put back in the order asked)."""
+    order = np.argsort(index, kind="stable")
+    out = np.empty((len(index), reader.dim), reader.dtype)
+    out[order] = reader.take(index[order])
+    return out
 
 
 def _exact(reader: Source, rows: int) -> Iterator[np.ndarray]:
@@ -140,3 +142,62 @@ def _zip_exact(source, target, rows):
     for x, y in zip(_exact(source, rows), _exact(target, rows)):
         yield start, x, y
         start += len(x)
+
+
+@dataclass
+class Joined:
+    """The items N anchor files share: ``indices[k][p]`` is the row of file k that holds item p."""
+
+    mode: str                      # "id" or "position"
+    pairs: int
+    unmatched: list[int]           # per file, rows whose id the other files lack
+    indices: list[np.ndarray] | None = field(default=None, repr=False)
+    ids: np.ndarray | None = field(default=None, repr=False)
+
+    def summary(self) -> dict:
+        return {"mode": self.mode, "items": self.pairs, "ids_not_shared": self.unmatched}
+
+
+def join_anchors(sources: list[Source], by_position: bool = False) -> Joined:
+    """Join N files as `pair_anchors` pairs two: by id when every file carries ids (the items all
+    share, in the first file's order), else by position (all files must have as many rows)."""
+    for r in sources:
+        if r.rows == 0:
+            raise InputError("file has zero rows; anchors need at least one item", r.path)
+    ids = None if by_position else [r.ids() for r in sources]
+    if ids is None or any(i is None for i in ids):
+        rows = {r.rows for r in sources}
+        if len(rows) > 1:
+            raise InputError(f"files have {', '.join(str(r.rows) for r in sources)} rows; without ids in every file, "
+                             "row i of each must be the same item", sources[0].path)
+        return Joined("position", sources[0].rows, [0] * len(sources))
+    common = ids[0]
+    for k in range(1, len(sources)):  # pairwise with the first: ids compared exactly (`comparable_ids`)
+        common, other = comparable_ids(common, ids[k])
+        _check_unique(other, sources[k].path)
+        common = np.intersect1d(common, other, assume_unique=True) if len(common) else common
+    _check_unique(comparable_ids(ids[0], ids[0])[0], sources[0].path)
+    if len(common) == 0:
+        raise InputError(f"no id is shared by all {len(sources)} files; check --id-column or pass --by-position",
+                         sources[0].path)
+    indices = []
+    for k, r in enumerate(sources):
+        own, shared = comparable_ids(ids[k], common)
+        _, index, _ = np.intersect1d(own, shared, assume_unique=True, return_indices=True)
+        indices.append(index)
+    order = np.argsort(indices[0], kind="stable")  # the first file's row order
+    indices = [index[order].astype(np.int64) for index in indices]
+    return Joined("id", len(common), [len(i) - len(common) for i in ids], indices, ids[0][indices[0]])
+
+
+def iter_joined(sources: list[Source], joined: Joined, batch_rows: int) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Yield ``(first item index, [rows of file 1, rows of file 2, ...])``, row i the same item in each."""
+    if joined.mode == "position":
+        start = 0
+        for blocks in zip(*(_exact(r, batch_rows) for r in sources)):
+            yield start, list(blocks)
+            start += len(blocks[0])
+        return
+    for a in range(0, joined.pairs, batch_rows):
+        items = np.arange(a, min(a + batch_rows, joined.pairs))
+        yield a, [take_rows(r, index[items]) for r, index in zip(sources, joined.indices)]

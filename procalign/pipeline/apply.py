@@ -40,6 +40,7 @@ class ApplyJob:
     force: bool = False
     resume: bool = False
     fsync: bool = False
+    chain: tuple[str, ...] = ()   # the files of a chain composed into ``transform``, if it is one
 
     @property
     def policy(self) -> DeliveryPolicy:
@@ -86,7 +87,7 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                     "dtype": str(out_dtype), "batch_rows": rows, "rows": source.rows,
                     "format": job.destination.format.name}
         began = time.perf_counter()
-        inputs = ([] if job.source.is_stdio else [job.source.path]) + [job.transform_path]
+        inputs = ([] if job.source.is_stdio else [job.source.path]) + (list(job.chain) or [job.transform_path])
         with delivery_for(job.destination, inputs, sink, spec, identity, job.policy) as delivery:
             if job.source.format.name == "parquet" and not same_format:
                 delivery.notes.append("other parquet columns are not carried into a non-parquet output")

@@ -115,27 +115,7 @@ class Destination:
         return self
 
     def _lock(self) -> None:
-        path = lock_path(self.final)
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if self.wait else fcntl.LOCK_NB))
-            except OSError as e:
-                os.close(fd)
-                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise LockedError("another procalign run is writing this destination; wait for it "
-                                      "or pass --wait", self.final) from None
-                raise
-            # The holder before us may have unlinked the lock file; lock the current one.
-            try:
-                same = os.fstat(fd).st_ino == os.stat(path).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._lock_fd = fd
-                return
-            os.close(fd)
-            time.sleep(0.01)
+        self._lock_fd = take_lock(lock_path(self.final), self.wait, self.final)
 
     def commit(self) -> None:
         """Move the finished temporary file into place (atomic on one filesystem)."""
@@ -164,9 +144,37 @@ class Destination:
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
-            lock_path(self.final).unlink(missing_ok=True)
-            os.close(self._lock_fd)
+            release_lock(lock_path(self.final), self._lock_fd)
             self._lock_fd = None
+
+
+def take_lock(path: Path, wait: bool, named) -> int:
+    """An exclusive flock on ``path`` (created): the holder's file descriptor. Raises
+    LockedError naming ``named`` when another process holds it (unless ``wait``)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise LockedError("another procalign run is writing this destination; wait for it "
+                                  "or pass --wait", named) from None
+            raise
+        # The holder before us may have unlinked the lock file; lock the current one.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+        time.sleep(0.01)
+
+
+def release_lock(path: Path, fd: int) -> None:
+    Path(path).unlink(missing_ok=True)
+    os.close(fd)
 
 
 # Destinations this process has completed: an interruption after a rename must not claim that

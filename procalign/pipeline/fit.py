@@ -51,6 +51,7 @@ class FitJob:
     memory_mb: int = 128
     method: str = ORTHOGONAL      # or whitened, affine, auto (see pipeline.methods)
     reweight: float | None = None  # whitened: None for the default
+    engine: object = None          # a distributed engine (pipeline.engines) folds the pairs on its workers
 
     @property
     def read_options(self) -> ReadOptions:
@@ -71,8 +72,12 @@ class AnchorPairs:
     pairing: Pairing
     chunk_rows: int
     spool: object = None  # keeps spooled copies of streamed anchors on disk while needed
+    in_memory: list | None = None  # the pairs themselves, kept by the fit when they fit --memory
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        if self.in_memory is not None:
+            yield from self.in_memory
+            return
         with open_source(self.source, self.read_options) as src, open_source(self.target, self.read_options) as tgt:
             yield from iter_pairs(src, tgt, self.pairing, self.chunk_rows)
 
@@ -123,11 +128,15 @@ def _fold_for(job: FitJob, stats: AlignmentStats, pairs: int) -> PairFold:
         keep_control=min(1.0, job.eval_size / max(pairs - expected_holdout, 1)))
 
 
-def _fold_pairs(src, tgt, pairing: Pairing, fold: PairFold, rows: int, progress: Progress) -> None:
+def _fold_local(src, tgt, pairing: Pairing, fold: PairFold, rows: int, progress: Progress,
+                keep: list | None = None) -> None:
     """One pass over the pairs into ``fold``: reads overlap the math, and each chunk's
-    statistics are computed in pieces on every core."""
+    statistics are computed in pieces on every core. A copy of every chunk goes to ``keep``
+    when given (for the report's second pass)."""
     def add(item):
         start, x, y = item
+        if keep is not None:  # chunks may be mapped windows or reused buffers: copy
+            keep.append((start, np.array(x), np.array(y)))
         try:
             return fold.add(start, x, y, pairing.ids_of(start, len(x)))
         except NonFinitePair as e:
@@ -150,7 +159,9 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
     _check_job(job)
     spool = spool_dir()  # streams are copied here, so pairs can be read again and by id
     with contextlib.ExitStack() as opened:
-        src, tgt = (opened.enter_context(random_access(open_source(loc, job.read_options), spool.name))
+        distributed = getattr(job.engine, "distributed", False)  # workers read the files themselves
+        src, tgt = (opened.enter_context(random_access(open_source(loc, job.read_options), spool.name,
+                                                       by_id=not distributed))
                     for loc in (job.source, job.target))
         if job.options.rotation_only and src.dim != tgt.dim:
             raise UsageError(f"--rotation-only needs equal dimensions, got {src.dim} -> {tgt.dim}", job.source.path)
@@ -159,7 +170,14 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
         stats = AlignmentStats.empty(src.dim, tgt.dim, with_gram=with_gram)
         fold = _fold_for(job, stats, pairing.pairs)
         rows = max(1, min(job.batch_rows or pair_chunk_rows(job.memory_mb, src, tgt), pairing.pairs))
-        _fold_pairs(src, tgt, pairing, fold, rows, progress)
+        pair_bytes = src.dim * src.dtype.itemsize + tgt.dim * tgt.dtype.itemsize
+        # the report reads the pairs again: from memory when they fit the budget
+        kept = [] if job.report and pairing.pairs * pair_bytes <= job.memory_mb << 20 else None
+        if distributed:
+            from .distributed_fit import fold_distributed
+            fold_distributed(job, src, tgt, pairing, fold, rows, progress)
+        else:
+            _fold_local(src, tgt, pairing, fold, rows, progress, kept)
         if stats.n == 0:
             raise UsageError(f"--holdout {job.holdout} leaves no anchor pair to fit on ({pairing.pairs} pairs)",
                              job.source.path)
@@ -178,6 +196,6 @@ def fit_files(job: FitJob, progress: Progress | None = None) -> FitResult:
             anchors=stats.n, pairing=pairing.summary(), files={"source": job.source.path.name, "target": job.target.path.name},
             holdout={"fraction": job.holdout, "seed": job.seed, "pairs": pairing.pairs - stats.n}, fit=chosen.summary)
     pairs = AnchorPairs(getattr(src, "location", job.source), getattr(tgt, "location", job.target),
-                        job.read_options, pairing, rows, spool)
+                        job.read_options, pairing, rows, spool, None if distributed else kept)
     samples = (fold.heldout.arrays() if fold.heldout else None, fold.control.arrays() if fold.control else None)
     return FitResult(transform, pairing, stats, pairs, *samples, method_rows=chosen.rows)

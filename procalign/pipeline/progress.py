@@ -5,7 +5,7 @@ from __future__ import annotations
 class Progress:
     """No-op progress sink. The CLI passes a Rich-backed subclass."""
 
-    def start(self, description: str, total: int) -> None:
+    def start(self, description: str, total: int, unit: str = "rows") -> None:
         pass
 
     def advance(self, rows: int) -> None:
