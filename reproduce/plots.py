@@ -67,7 +67,7 @@ def bound_chart(rows: list[dict], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(10.5, 3.8))
     x = range(len(rows))
     for offset, key, label in ((-0.27, "per_sample_bound", "guarantee sqrt(2D)·eps/N"),
-                               (0.0, "per_sample_achieved", "achieved min_Q ||XQ - Y||²/N"),
+                               (0.0, "per_sample_achieved", "achieved min_Q ‖XQ − Y‖²/N"),
                                (0.27, "unrelated_per_sample", "unrelated pairs (vacuous above)")):
         ax.bar([i + offset for i in x], [r[key] for r in rows], 0.27, label=label)
     ax.set_xticks(list(x), [r["pair"] for r in rows], fontsize=7, rotation=15)

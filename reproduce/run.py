@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import corpus, environment, report, retrieval, wordvectors
+from . import corpus, environment, hub, report, retrieval, wordvectors
 from .models import MODELS, Embedder, fixture_pool
 
 
@@ -69,6 +69,8 @@ def experiments(spaces: list, fits: Path, timings: dict, words: Callable[[], lis
         results["saturation"] = {pair: retrieval.saturation(curve["orthogonal"]) for pair, curve in results["curve"].items()}
     with timed(timings, "3. retraining: word vectors on two corpus halves"):
         results["retraining"] = wordvectors.retraining_experiment(words(), fits, settings)
+    with timed(timings, "5. one hub for every model (procalign fit-hub)"):
+        results["hub"] = hub.hub_experiment(spaces, results["retrieval"], fits)
     results["bound"] = report.bound_rows(results["retrieval"], results["retraining"])
     return results
 

@@ -76,6 +76,12 @@ def test_anchor_curve_grows_and_saturates_within_the_counts(results):
     assert saturation["e5 -> minilm"] in COUNTS
 
 
+def test_a_hub_of_two_models_retrieves_as_the_direct_fit(results):
+    [row] = results[0]["hub"]
+    assert row["pair"] == "e5 -> minilm" and row["models_in_hub"] == 2
+    assert row["hub"]["ndcg@10"] == pytest.approx(row["direct"]["ndcg@10"], abs=0.01)
+
+
 def test_bound_rows_come_from_the_fit_report_and_hold(results):
     rows = results[0]["bound"]
     assert len(rows) == 4  # the retrieval pair and the word vectors, centred and raw
@@ -114,7 +120,7 @@ def test_report_has_tables_and_figures(results):
     for path in figures.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"]({path.name})" in text
-    assert "| e5 | minilm |" in text and "## 4. The bound" in text
+    assert "| e5 | minilm |" in text and "## 4. The bound" in text and "| e5 -> minilm | 2 |" in text
     report.write_json(directory / "results.json", out)
     assert json.loads((directory / "results.json").read_text())["retrieval"][0]["scores"]["none"]
 
