@@ -957,3 +957,14 @@ def test_infinite_rows_raise_without_warnings(rng, dtype):
     with np.errstate(all="raise"), pytest.raises(NonFiniteInput) as e:
         AlignmentStats.from_batch(x, rng.normal(size=(10, 2)).astype(dtype), with_gram=True, block=4)
     assert e.value.source_rows.tolist() == [4, 7]
+
+
+@pytest.mark.parametrize("wide_side", ["source", "target"])
+def test_mixed_precision_products_are_taken_in_float64(rng, wide_side):
+    # float32 rows with exactly zero column means (so their shifted copies are exact) against
+    # float64 rows: the product is float64, not rounded to float32
+    half = rng.integers(-1000, 1000, size=(8, 3)).astype(np.float32)
+    narrow, wide = np.vstack([half, -half]), rng.normal(size=(16, 4))
+    x, y = (wide, narrow) if wide_side == "source" else (narrow, wide)
+    got, ref = AlignmentStats.from_batch(x, y), brute_stats(x, y)
+    np.testing.assert_allclose(got.comoment, ref["comoment"], rtol=1e-12, atol=1e-9)
