@@ -452,3 +452,106 @@ def test_lock_file_mode_and_a_lock_file_removed_meanwhile(tmp_path):
     dv.lock_path(final).unlink()  # someone removed it: leaving must not fail
     d.__exit__(None, None, None)
     assert d._lock_fd is None
+
+
+# ------------------------------------------------------------------ direct deliveries
+import contextlib  # noqa: E402
+import sqlite3  # noqa: E402
+
+from procalign.formats.jsonl import JsonlSink  # noqa: E402
+from procalign.formats.llm_collection import LlmSink  # noqa: E402
+from procalign.formats.registry import parse_location  # noqa: E402
+
+LLM_SPEC = SinkSpec(3, np.dtype(np.float32), None, stamp={"space": "minilm"}, name="docs")
+
+
+def collection(path, name="docs"):
+    """(model, [(id, vector)]) of a collection, read with sqlite3 directly."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        if db.execute("SELECT name FROM sqlite_master WHERE name = 'collections'").fetchone() is None:
+            return None
+        found = db.execute("SELECT id, model FROM collections WHERE name = ?", [name]).fetchone()
+        if found is None:
+            return None
+        rows = db.execute("SELECT id, embedding FROM embeddings WHERE collection_id = ? ORDER BY rowid",
+                          [found[0]]).fetchall()
+    return found[1], [(i, np.frombuffer(blob, "<f4").tolist()) for i, blob in rows]
+
+
+def test_delivery_for_picks_direct_deliveries_for_pipes_and_self_atomic_sinks(tmp_path):
+    policy = dv.DeliveryPolicy(overwrite=True)
+    stdout = dv.delivery_for(parse_location("-"), [], JsonlSink, SPEC, IDENTITY, policy)
+    assert type(stdout) is dv.DirectDelivery and stdout.named == dv.Path("-")
+    assert (stdout.sink_class, stdout.spec, stdout.policy) == (JsonlSink, SPEC, policy)
+    assert stdout.notes == [] and stdout.start == 0 and stdout.sink is None
+    db = dv.delivery_for(parse_location(f"{tmp_path}/c.db:docs"), [], LlmSink, LLM_SPEC, IDENTITY)
+    assert type(db) is dv.DirectDelivery and db.named == tmp_path / "c.db" and db.policy == dv.DeliveryPolicy()
+    src = tmp_path / "in.npy"
+    src.write_bytes(b"x")
+    file = dv.delivery_for(parse_location(f"{tmp_path}/o.jsonl"), [src], JsonlSink, SPEC, IDENTITY, policy)
+    assert type(file) is dv.Delivery and file.named == tmp_path / "o.jsonl" and file.identity == IDENTITY
+    assert file.destination.inputs == [src] and file.policy == policy and file.spec == SPEC
+    assert file.sink_class is JsonlSink and file.destination.overwrite is True
+
+
+def test_a_direct_delivery_cannot_resume(tmp_path):
+    with pytest.raises(UsageError) as e:
+        dv.DirectDelivery(dv.Path("-"), JsonlSink, SPEC, dv.DeliveryPolicy(resume=True))
+    assert str(e.value) == "-: --resume needs a file destination; this one is written in one go"
+
+
+def test_a_direct_delivery_to_standard_output(capsysbinary):
+    dv.COMMITTED.clear()
+    with dv.DirectDelivery("-", JsonlSink, SinkSpec(2, np.dtype(np.float32), None), dv.DeliveryPolicy()) as d:
+        assert isinstance(d.sink, JsonlSink) and d.sink.stdout
+        d.write(np.array([[1.0, 2.0]], np.float32), ids=np.array([7]))
+        assert capsysbinary.readouterr().out == b'{"id": 7, "embedding": [1.0, 2.0]}\n'  # flushed per chunk
+        d.write(np.array([[3.0, 4.5]], np.float32), extra=[{"id": "a", "text": "t", "embedding": [0]}])
+        d.commit()
+    assert capsysbinary.readouterr().out == b'{"id": "a", "text": "t", "embedding": [3.0, 4.5]}\n'
+    assert dv.COMMITTED == [dv.Path("-")]
+    dv.COMMITTED.clear()
+
+
+def test_a_direct_delivery_into_a_collection_is_one_transaction(tmp_path):
+    db, data = tmp_path / "c.db", rows()[:4]
+    with dv.DirectDelivery(db, LlmSink, LLM_SPEC, dv.DeliveryPolicy()) as d:
+        d.write(data[:2], ids=np.array(["a", "b"], object))
+        d.write(data[2:], ids=np.array(["c", "d"], object))
+        assert collection(db) is None  # nothing visible before the commit
+        d.commit()
+    assert collection(db) == ("minilm", [(k, r.tolist()) for k, r in zip("abcd", data)])
+    assert dv.COMMITTED[-1] == db
+    dv.COMMITTED.clear()
+    with pytest.raises(OutputError, match="collection 'docs' exists; pass --overwrite to replace it"):
+        dv.DirectDelivery(db, LlmSink, LLM_SPEC, dv.DeliveryPolicy()).__enter__()
+    with dv.DirectDelivery(db, LlmSink, LLM_SPEC, dv.DeliveryPolicy(overwrite=True)) as d:
+        d.write(data[:1], ids=np.array(["z"], object))
+        d.commit()
+    assert collection(db) == ("minilm", [("z", data[0].tolist())])
+    dv.COMMITTED.clear()
+
+
+def test_a_failed_direct_delivery_rolls_back_and_propagates(tmp_path):
+    db = tmp_path / "c.db"
+    dv.COMMITTED.clear()
+    with pytest.raises(RuntimeError, match="^stop$"):
+        with dv.DirectDelivery(db, LlmSink, LLM_SPEC, dv.DeliveryPolicy()) as d:
+            d.write(rows()[:2], ids=np.array(["a", "b"], object))
+            raise RuntimeError("stop")
+    assert d.sink._db is None and collection(db) is None and dv.COMMITTED == []
+    nothing = dv.DirectDelivery(db, LlmSink, LLM_SPEC, dv.DeliveryPolicy())
+    assert nothing.__exit__(RuntimeError, RuntimeError("x"), None) is False  # never entered: no sink
+
+
+class FullPipe(JsonlSink):
+    def flush(self):
+        raise OSError(errno.EPIPE, "Broken pipe")
+
+
+def test_direct_delivery_disk_errors_name_the_destination(tmp_path):
+    final = tmp_path / "o.jsonl"
+    with pytest.raises(OutputError) as e, dv.DirectDelivery(final, FullPipe, SPEC, dv.DeliveryPolicy()) as d:
+        d.write(rows()[:2])
+    assert str(e.value) == f"{final}: writing failed (Broken pipe); free some space or check the disk"
+    assert d.sink._file is None  # aborted: the file is closed

@@ -799,3 +799,172 @@ def test_narrowing_to_float16_fails_exactly_from_the_rounding_limit(value, overf
     else:
         ChunkMapper(affine, np.float32).map(x, out)
         assert np.isfinite(out).all() and abs(float(out[1, 0])) >= 65504
+
+
+# ------------------------------------------------------------------ GCV ridge and pieces
+from procalign.math.ridge import GCV_ALPHAS, gcv_ridge  # noqa: E402
+
+
+def gcv_reference(x, y, intercept, alphas):
+    """GCV by the explicit hat matrix H = X (X^T X + lam I)^-1 X^T on the (centred) rows."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if intercept:
+        x, y = x - x.mean(0), y - y.mean(0)
+    n, d = x.shape
+    g = x.T @ x
+    scores, dfs, lams = [], [], []
+    for alpha in alphas:
+        lam = max(alpha * np.trace(g) / d, np.finfo(float).tiny ** 0.5)
+        h = x @ np.linalg.solve(g + lam * np.eye(d), x.T)
+        rss = float(((y - h @ y) ** 2).sum())
+        df = float(np.trace(h)) + intercept
+        scores.append(rss / n / (1 - df / n) ** 2 if df < n else np.inf)
+        dfs.append(df)
+        lams.append(lam)
+    best = int(np.argmin(scores))
+    w = np.linalg.solve(g + lams[best] * np.eye(d), x.T @ y)
+    return w, {"alpha": float(alphas[best]), "lambda": lams[best], "gcv": scores[best],
+               "degrees_of_freedom": dfs[best], "alphas_tried": [float(alphas[0]), float(alphas[-1])]}
+
+
+def gcv_case(rng, n, d_s, d_t, noise, scale):
+    x = rng.normal(size=(n, d_s)) * scale * np.linspace(0.05, 1.0, d_s)  # small and spread eigenvalues
+    y = x @ rng.normal(size=(d_s, d_t)) + noise * rng.normal(size=(n, d_t)) + 0.3
+    return x, y
+
+
+@pytest.mark.parametrize("intercept", [True, False])
+@pytest.mark.parametrize("noise,scale", [(0.02, 0.05), (0.5, 1.0), (3.0, 0.3)])
+def test_gcv_ridge_against_the_hat_matrix(rng, intercept, noise, scale):
+    x, y = gcv_case(rng, 30, 6, 4, noise, scale)
+    alphas = np.array([1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0])
+    xs, ys = (x - x.mean(0), y - y.mean(0)) if intercept else (x, y)
+    w_ref, info_ref = gcv_reference(x, y, intercept, alphas)
+    with np.errstate(all="raise"):
+        w, info = gcv_ridge(xs.T @ xs, xs.T @ ys, float((ys ** 2).sum()), len(x), intercept, alphas)
+    assert info.keys() == info_ref.keys()
+    for key in ("alpha", "lambda", "gcv", "degrees_of_freedom"):
+        assert info[key] == pytest.approx(info_ref[key], rel=1e-9), key
+    assert info["alphas_tried"] == info_ref["alphas_tried"] == [1e-5, 10.0]
+    np.testing.assert_allclose(w, w_ref, rtol=1e-9, atol=1e-12)
+
+
+def test_gcv_ridge_default_alphas_and_a_float32_gram(rng):
+    x, y = gcv_case(rng, 40, 5, 3, 0.4, 0.1)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    w_ref, info_ref = gcv_reference(x, y, True, GCV_ALPHAS)
+    gram = (xc.T @ xc).astype(np.float32)  # decomposed in float64 all the same
+    w, info = gcv_ridge(gram, xc.T @ yc, float((yc ** 2).sum()), len(x), True)
+    ref32, info32 = gcv_reference(x, y, True, GCV_ALPHAS)
+    assert info["alphas_tried"] == [1e-6, 10.0] and len(GCV_ALPHAS) == 29
+    assert info["alpha"] == info_ref["alpha"] and info["gcv"] == pytest.approx(info_ref["gcv"], rel=1e-5)
+    np.testing.assert_allclose(w, w_ref, rtol=1e-4)
+    e = np.linalg.eigvalsh(gram.astype(np.float64))
+    lam = info["lambda"]
+    assert info["degrees_of_freedom"] == pytest.approx(float((e / (e + lam)).sum() + 1), rel=1e-12)
+
+
+def test_gcv_ridge_of_a_single_pair_is_quiet_and_the_mean_shift():
+    # one centred pair: G = C = 0 and df = n = 1, so no alpha has a GCV score (0/0 is not one)
+    with np.errstate(all="raise"):
+        w, info = gcv_ridge(np.zeros((2, 2)), np.zeros((2, 3)), 0.0, 1, True, np.array([1e-2, 1.0]))
+    assert info["alpha"] == 1.0 and info["degrees_of_freedom"] == 1.0 and info["gcv"] == np.inf
+    np.testing.assert_array_equal(w, np.zeros((2, 3)))
+
+
+def in_pieces(bounds):
+    calls = []
+
+    def run(fn, n):
+        calls.append(n)
+        edges = [0, *bounds, n]
+        return [fn(a, b) for a, b in zip(edges[:-1], edges[1:])]
+    return run, calls
+
+
+@pytest.mark.parametrize("with_gram", [False, True])
+def test_from_pieces_merges_the_pieces_in_order(rng, with_gram):
+    x, y = rng.normal(size=(23, 4)) + 2.0, rng.normal(size=(23, 3)) - 1.0
+    run, calls = in_pieces([5, 6, 17])
+    got = AlignmentStats.from_pieces(x, y, with_gram, run)
+    assert calls == [23] and got.n == 23 and got.with_gram is with_gram
+    ref = brute_stats(x, y)
+    for key in ("mean_source", "mean_target", "comoment", "sq_source", "sq_target"):
+        np.testing.assert_allclose(getattr(got, key), ref[key], rtol=1e-12, atol=1e-12)
+    if with_gram:
+        xc, yc = x - x.mean(0), y - y.mean(0)
+        np.testing.assert_allclose(got.gram_source, xc.T @ xc, rtol=1e-12)
+        np.testing.assert_allclose(got.gram_target, yc.T @ yc, rtol=1e-12)
+    else:
+        assert got.gram_source is None and got.gram_target is None
+
+
+def test_from_pieces_of_no_rows_is_empty():
+    got = AlignmentStats.from_pieces(np.zeros((0, 4)), np.zeros((0, 2)), True, in_pieces([])[0])
+    assert got.n == 0 and got.comoment.shape == (4, 2) and got.gram_source.shape == (4, 4)
+    assert got.gram_target.shape == (2, 2) and got.mean_target.shape == (2,)
+
+
+@pytest.mark.parametrize("side", ["source", "target"])
+def test_from_pieces_reports_non_finite_rows_by_their_index_in_the_whole(rng, side):
+    x, y = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
+    (x if side == "source" else y)[[12, 15]] = np.nan
+    with pytest.raises(NonFiniteInput) as e:
+        AlignmentStats.from_pieces(x, y, False, in_pieces([10])[0])
+    found = e.value.source_rows if side == "source" else e.value.target_rows
+    other = e.value.target_rows if side == "source" else e.value.source_rows
+    assert found.tolist() == [12, 15] and other.tolist() == []
+    assert str(e.value) == f"NaN or Inf at {side} row 12 of the batch"
+
+
+def test_from_batch_shifts_each_column_by_its_own_mean(rng):
+    # float32 columns far from zero in opposite directions: a single shift for all columns
+    # leaves values of 3e4 whose squares cancel catastrophically in float32
+    x = (rng.normal(size=(300, 3)) * 0.01).astype(np.float32)
+    y = (rng.normal(size=(300, 2)) * 0.01 + [3e4, -3e4]).astype(np.float32)
+    got, ref = AlignmentStats.from_batch(x, y, with_gram=True), brute_stats(x, y)
+    assert got.sq_target == pytest.approx(ref["sq_target"], rel=1e-3)
+    np.testing.assert_allclose(got.comoment, ref["comoment"], rtol=1e-3, atol=1e-6)
+    y64 = y.astype(np.float64)
+    np.testing.assert_allclose(got.gram_target, (y64 - y64.mean(0)).T @ (y64 - y64.mean(0)), rtol=1e-3)
+
+
+@pytest.mark.parametrize("wide", ["source", "target", "both"])
+def test_float32_overflow_is_redone_in_float64_without_warnings(rng, wide):
+    x, y = rng.normal(size=(50, 3)), rng.normal(size=(50, 2))
+    x32 = (x * 1e20).astype(np.float32) if wide != "target" else x
+    y32 = (y * 1e20).astype(np.float32) if wide != "source" else y
+    with np.errstate(all="raise"):
+        got = AlignmentStats.from_batch(x32, y32, with_gram=True, block=16)
+    ref = brute_stats(x32, y32)
+    np.testing.assert_allclose(got.comoment, ref["comoment"], rtol=1e-9)
+    assert got.sq_source == pytest.approx(ref["sq_source"], rel=1e-9)
+    assert np.isfinite(got.gram_source).all() and np.isfinite(got.gram_target).all()
+
+
+def test_float64_overflow_gives_non_finite_statistics(rng):
+    x = rng.normal(size=(20, 3)) * 1e200
+    with np.errstate(all="ignore"):  # float64 has no wider type to redo the chunk in
+        got = AlignmentStats.from_batch(x, rng.normal(size=(20, 2)) * 1e200)
+    assert not np.isfinite(got.comoment).all() and got.n == 20
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_infinite_rows_raise_without_warnings(rng, dtype):
+    x = rng.normal(size=(10, 3)).astype(dtype)
+    x[4, 1] = np.inf
+    x[7, 0] = -np.inf
+    with np.errstate(all="raise"), pytest.raises(NonFiniteInput) as e:
+        AlignmentStats.from_batch(x, rng.normal(size=(10, 2)).astype(dtype), with_gram=True, block=4)
+    assert e.value.source_rows.tolist() == [4, 7]
+
+
+@pytest.mark.parametrize("wide_side", ["source", "target"])
+def test_mixed_precision_products_are_taken_in_float64(rng, wide_side):
+    # float32 rows with exactly zero column means (so their shifted copies are exact) against
+    # float64 rows: the product is float64, not rounded to float32
+    half = rng.integers(-1000, 1000, size=(8, 3)).astype(np.float32)
+    narrow, wide = np.vstack([half, -half]), rng.normal(size=(16, 4))
+    x, y = (wide, narrow) if wide_side == "source" else (narrow, wide)
+    got, ref = AlignmentStats.from_batch(x, y), brute_stats(x, y)
+    np.testing.assert_allclose(got.comoment, ref["comoment"], rtol=1e-12, atol=1e-9)
