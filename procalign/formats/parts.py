@@ -65,6 +65,13 @@ def part_location(dataset: Location, ref: str, local: Path | None = None) -> Loc
     return Location(Path(local or ref), dataset.format, dataset.inner, label=ref)
 
 
+def check_parts(location: Location, options: ReadOptions = ReadOptions()) -> None:
+    """Open every part once (to count its rows), so that parts of another dimension or float
+    type, or unreadable ones, are refused before anything is written."""
+    with PartsSource(dataclasses.replace(location, part_rows=None), options):
+        pass
+
+
 def with_row_counts(location: Location, source: "PartsSource") -> Location:
     """The same dataset with its part row counts, so that a reader elsewhere opens parts lazily."""
     return dataclasses.replace(location, part_rows=tuple(source.part_rows))

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import OutputError, ProcalignError, UsageError
-from ..formats import Location, open_source
-from ..formats.parts import part_location
+from ..formats import Location, ReadOptions, open_source
+from ..formats.parts import check_parts, part_location
 from ..formats.storage import Storage, basename, is_url, join
 from .apply import ApplyJob, apply_file
 from .delivery import release_lock, take_lock
@@ -175,6 +175,8 @@ def apply_dataset(job: ApplyJob, output: str, engine, progress: Progress | None 
     workers = engine.workers if not engine.distributed else 1
     tasks = part_tasks(job, output, job.memory_mb if engine.distributed else max(8, job.memory_mb // workers))
     storage = _storage(job)
+    check_parts(job.source, ReadOptions(job.column))  # parts that disagree fail here, before any is written
+    created = not is_url(output) and not Path(output).exists()
     storage.make_directory(output)
     applied = job.transform.inverse() if job.inverse else job.transform
     began = time.perf_counter()
