@@ -58,3 +58,59 @@ def test_apply_checks_every_part_before_writing_any(fitted, tmp_path, second):
     assert not (tmp_path / "out").exists()
     inspected = invoke("inspect", dump)
     assert (inspected.exit_code, error_line(inspected)) == (4, error_line(r))
+
+
+def leftovers(path):
+    return sorted(p.name for p in path.iterdir()) if path.exists() else None
+
+
+def test_a_failure_before_any_part_completes_leaves_no_directory(fitted, tmp_path):
+    d, x = fitted
+    wrong_dim = parts_dir(tmp_path / "wide", np.zeros((20, DIM + 1), np.float32), np.zeros((20, DIM + 1), np.float32))
+    r = invoke("apply", d / "t.npz", wrong_dim, "-o", tmp_path / "o5")
+    assert r.exit_code == 5, r.output
+    assert leftovers(tmp_path / "o5") is None
+    dump = parts_dir(tmp_path / "dump", x[:30], x[30:60])
+    assert invoke("apply", d / "t.npz", dump, "-o", tmp_path / "mapped", "-q").exit_code == 0
+    again = invoke("apply", d / "t.npz", tmp_path / "mapped", "-o", tmp_path / "o8")  # already in the target space
+    assert again.exit_code == 8, again.output
+    assert leftovers(tmp_path / "o8") is None
+
+
+def test_a_failure_midway_keeps_the_complete_parts_and_no_writing_record(fitted, tmp_path):
+    d, x = fitted
+    bad = x[:30].copy()
+    bad[7, 2] = np.nan
+    dump = parts_dir(tmp_path / "dump", x[:30], bad)
+    r = invoke("apply", d / "t.npz", dump, "-o", tmp_path / "out", "--workers", "1")
+    assert r.exit_code == 4, r.output
+    assert leftovers(tmp_path / "out") == [".p0.npy.procalign-done", "p0.npy", "p0.npy.procalign.json"]
+    assert json.loads((tmp_path / "out" / ".p0.npy.procalign-done").read_text())["state"] == "done"
+
+
+def cli(*args):
+    return [sys.executable, "-m", "procalign", *map(str, args)]
+
+
+def test_sigterm_says_how_many_parts_are_complete_and_the_rerun_resumes(fitted, tmp_path):
+    d, _ = fitted
+    rows, parts = 1500, 6
+    x = np.random.default_rng(5).standard_normal((parts * rows, DIM)).astype(np.float32)
+    dump = parts_dir(tmp_path / "dump", *np.split(x, parts))
+    out = tmp_path / "out"
+    args = ("apply", d / "t.npz", dump, "-o", out, "--workers", "1", "--batch-rows", "8", "-q")
+    p = subprocess.Popen(cli(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    journal = out / ".p2.npy.procalign-journal"  # one part at a time, in order: p0 and p1 are done
+    deadline = time.monotonic() + 60
+    while p.poll() is None and not journal.exists() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143, err
+    done = sorted(f.name for f in out.iterdir() if f.name.endswith(".procalign-done"))
+    states = {json.loads((out / name).read_text())["state"] for name in done}
+    assert states == {"done"} and len(done) >= 2, done  # no "writing" record outlives the signal
+    assert f"terminated; {len(done)} of {parts} parts are complete in {out}; rerun the same command to resume" \
+        in err, err
+    r = subprocess.run(cli(*args[:-3], "--json"), capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads(r.stdout)["parts_written"] == parts - len(done), r.stderr
