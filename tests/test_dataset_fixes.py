@@ -114,3 +114,15 @@ def test_sigterm_says_how_many_parts_are_complete_and_the_rerun_resumes(fitted, 
         in err, err
     r = subprocess.run(cli(*args[:-3], "--json"), capture_output=True, text=True)
     assert r.returncode == 0 and json.loads(r.stdout)["parts_written"] == parts - len(done), r.stderr
+
+
+def test_engine_and_storage_options_are_refused_alike_by_fit_and_apply(fitted, tmp_path):
+    d, _ = fitted
+    for args in (("fit", d / "src.npy", d / "tgt.npy"), ("apply", d / "t.npz", d / "src.npy", "-o", tmp_path / "o.npy")):
+        r = invoke(*args, "--engine", "dask")
+        assert r.exit_code == 2 and "--engine dask maps the parts of a dataset" in error_line(r), r.output
+        r = invoke(*args, "--storage-options", '{"anon": true}')
+        assert r.exit_code == 2 and "--storage-options applies to object-storage URLs" in error_line(r), r.output
+    for command in ("fit", "apply"):
+        help_text = invoke(command, "--help").stdout
+        assert "procalign[dask]" in " ".join(help_text.replace("│", " ").split()), help_text

@@ -54,7 +54,7 @@ def apply(
         found = load_chain(transforms)
         for note in found.notes:
             stderr.print(f"note: {note}")
-        source = input_locations([input], dataset, storage_options)[0]
+        source = input_locations([input], dataset, storage_options, outputs=(output,))[0]
         partitioned = bool(source.parts) or engine != "local"  # one output part per input part
         job = ApplyJob(found.transform, found.label, source,
                        output_location(output, source) if partitioned else parse_location(output),

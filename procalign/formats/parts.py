@@ -52,11 +52,16 @@ def dataset_location(text: str, inner: str | None = None, storage_options: dict 
                     storage=json.dumps(storage_options or {}, sort_keys=True), label=text)
 
 
+def require_dataset(*locations: Location) -> None:
+    """--engine dask works on the parts of a dataset: refuse inputs of which none has parts."""
+    if not any(location.parts for location in locations):
+        raise UsageError("--engine dask maps the parts of a dataset (a directory, a glob or a URL); for one "
+                         "local file use the local engine", " and ".join(str(loc.path) for loc in locations))
+
+
 def output_location(text: str, dataset: Location) -> Location:
     """The output directory (or URL prefix) of a partitioned apply: parts keep their format."""
-    if not dataset.parts:
-        raise UsageError("--engine dask maps the parts of a dataset (a directory, a glob or a URL); for one "
-                         "local file use the local engine", str(dataset))
+    require_dataset(dataset)
     return Location(Path(text), dataset.format, dataset.inner, storage=dataset.storage, label=text)
 
 
