@@ -116,6 +116,41 @@ def test_sigterm_says_how_many_parts_are_complete_and_the_rerun_resumes(fitted, 
     assert r.returncode == 0 and json.loads(r.stdout)["parts_written"] == parts - len(done), r.stderr
 
 
+@pytest.fixture
+def no_aws(monkeypatch, tmp_path):
+    """No credentials anywhere botocore looks (environment, files, instance metadata)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_ENDPOINT_URL", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def test_object_storage_errors_have_their_exit_codes(fitted, tmp_path, no_aws, monkeypatch):
+    d, x = fitted
+    dump = parts_dir(tmp_path / "dump", x[:30], x[30:60])
+    nowhere = lambda port, **more: json.dumps({"endpoint_url": f"http://127.0.0.1:{port}", **more})  # noqa: E731
+    cases = [  # (input, output, options, exit code, message)
+        ("s3://bucket/dump/", tmp_path / "o", nowhere(1), 4, "s3://bucket/dump/: cannot list it: no credentials found"),
+        (dump, "s3://bucket/out/", nowhere(2), 6, "s3://bucket/out/.p0.npy.procalign-done: cannot read it: no credentials"),
+        ("s3://bucket/dump/", tmp_path / "o", nowhere(3, endpointurl="x"), 2,
+         "s3://bucket/dump/: --storage-options holds an option the s3:// filesystem does not take"),
+        ("foo://b/dump/", tmp_path / "o", None, 2, "foo://b/dump/: unknown protocol foo://"),
+        (dump, tmp_path / "o", nowhere(4), 2, "--storage-options applies to object-storage URLs"),
+    ]
+    for source, output, options, code, message in cases:
+        r = invoke("apply", d / "t.npz", source, "-o", output, *(["--storage-options", options] if options else []))
+        assert r.exit_code == code and message in error_line(r), r.output
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for source, output, code in (("s3://bucket/dump/", tmp_path / "o", 4), (dump, "s3://bucket/out/", 6)):
+        r = invoke("apply", d / "t.npz", source, "-o", output, "--storage-options", nowhere(5))
+        assert r.exit_code == code and "the endpoint does not answer" in error_line(r), r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_engine_and_storage_options_are_refused_alike_by_fit_and_apply(fitted, tmp_path):
     d, _ = fitted
     for args in (("fit", d / "src.npy", d / "tgt.npy"), ("apply", d / "t.npz", d / "src.npy", "-o", tmp_path / "o.npy")):
