@@ -116,6 +116,30 @@ def test_sigterm_says_how_many_parts_are_complete_and_the_rerun_resumes(fitted, 
     assert r.returncode == 0 and json.loads(r.stdout)["parts_written"] == parts - len(done), r.stderr
 
 
+def test_messages_for_paths_that_are_not_datasets(fitted, tmp_path):
+    d, x = fitted
+    r = invoke("apply", d / "t.npz", tmp_path / "nodir", "-o", tmp_path / "o")
+    assert r.exit_code == 4 and f"{tmp_path / 'nodir'}: no such file or directory" in error_line(r)
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "a.npz").write_bytes((d / "t.npz").read_bytes())
+    r = invoke("inspect", hub)
+    assert r.exit_code == 4 and "not embedding files" in error_line(r) and "inspect FILE.npz" in error_line(r)
+    r = invoke("apply", d / "t.npz", "gs://bucket/dump/", "-o", tmp_path / "o")
+    assert r.exit_code == 2 and "install gcsfs" in error_line(r), r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_file_urls_are_local_paths(fitted, tmp_path):
+    d, x = fitted
+    dump = parts_dir(tmp_path / "dump", x[:30], x[30:70])
+    r = invoke("apply", d / "t.npz", f"file://{dump}/", "-o", f"file://{tmp_path}/out", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["parts_written"] == 2, r.output
+    expected = np.load(d / "tgt.npy")[:70]  # the fitted map is exact: src @ Q = tgt
+    got = np.concatenate([np.load(tmp_path / "out" / f"p{k}.npy") for k in range(2)])
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
 @pytest.fixture
 def no_aws(monkeypatch, tmp_path):
     """No credentials anywhere botocore looks (environment, files, instance metadata)."""

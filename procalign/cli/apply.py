@@ -61,7 +61,7 @@ def apply(
                        inverse, dtype, column, memory, batch_rows, overwrite, wait, force, resume, fsync,
                        chain=tuple(found.paths))
         if partitioned:
-            return apply_parts(job, output, (engine, scheduler, workers), quiet or json_out, json_out)
+            return apply_parts(job, job.destination.label, (engine, scheduler, workers), quiet or json_out, json_out)
         result = apply_file(job, progress_for(quiet or json_out))
         for note in result.notes:
             stderr.print(f"note: {note}")

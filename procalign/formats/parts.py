@@ -27,19 +27,24 @@ import numpy as np
 from ..errors import InputError, UsageError
 from .base import Batch, Source
 from .registry import Location, ReadOptions, _by_suffix, open_source, parse_location
-from .storage import STAMP_SIDECAR, Storage, has_glob, is_url, remove_tree
+from .storage import STAMP_SIDECAR, Storage, has_glob, is_url, local_path, remove_tree
 
 
 def dataset_location(text: str, inner: str | None = None, storage_options: dict | None = None) -> Location:
     """A file's location, or a partitioned dataset's (directory, glob or URL) with its parts.
     The .npy stamp sidecars beside parts are not parts; in a directory, neither are files of
     unknown formats."""
-    text = str(text)
+    text = local_path(str(text))
     if text == "-" or not (is_url(text) or has_glob(text) or os.path.isdir(text)):
+        if text != "-" and not os.path.exists(text) and (text.endswith(("/", os.sep)) or _by_suffix(text) is None):
+            raise InputError("no such file or directory; check the path", text)
         return parse_location(text, inner)
-    refs = [ref for ref in Storage(storage_options).expand(text) if not ref.endswith(STAMP_SIDECAR)]
-    if not has_glob(text):  # a directory: its files of known formats (a glob says what it wants)
-        refs = [ref for ref in refs if _by_suffix(ref) is not None]
+    found = [ref for ref in Storage(storage_options).expand(text) if not ref.endswith(STAMP_SIDECAR)]
+    # a directory: its files of known formats (a glob says what it wants)
+    refs = found if has_glob(text) else [ref for ref in found if _by_suffix(ref) is not None]
+    if not refs and any(ref.lower().endswith(".npz") for ref in found):
+        raise InputError("holds transform files (.npz), not embedding files; inspect a transform with "
+                         "`procalign inspect FILE.npz`", text)
     if not refs:
         raise InputError("no part files found (hidden files are skipped); check the path or the glob", text)
     formats = {parse_location(ref, inner).format for ref in refs}
@@ -62,6 +67,7 @@ def require_dataset(*locations: Location) -> None:
 def output_location(text: str, dataset: Location) -> Location:
     """The output directory (or URL prefix) of a partitioned apply: parts keep their format."""
     require_dataset(dataset)
+    text = local_path(text)
     return Location(Path(text), dataset.format, dataset.inner, storage=dataset.storage, label=text)
 
 
