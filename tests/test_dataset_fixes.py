@@ -185,3 +185,18 @@ def test_engine_and_storage_options_are_refused_alike_by_fit_and_apply(fitted, t
     for command in ("fit", "apply"):
         help_text = invoke(command, "--help").stdout
         assert "procalign[dask]" in " ".join(help_text.replace("│", " ").split()), help_text
+
+
+def test_a_dataset_names_its_space_by_its_directory(fitted, tmp_path):
+    d, x = fitted
+    y = np.load(d / "tgt.npy")
+    parts_dir(tmp_path / "dump", x[:200], x[200:])
+    parts_dir(tmp_path / "mdump", y[:150], y[150:])
+    r = invoke("fit", f"{tmp_path}/dump/*.npy", f"{tmp_path}/mdump/", "-o", tmp_path / "g.npz", "--no-report",
+               "--json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert (doc["source"]["name"], doc["target"]["name"]) == ("dump", "mdump"), doc
+    r = invoke("apply", tmp_path / "g.npz", f"{tmp_path}/dump/p*.npy", "-o", tmp_path / "out", "-q")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "out" / "p1.npy.procalign.json").read_text())["space"] == "mdump"
