@@ -36,7 +36,9 @@ def dataset_location(text: str, inner: str | None = None, storage_options: dict 
     unknown formats."""
     text = local_path(str(text))
     if text == "-" or not (is_url(text) or has_glob(text) or os.path.isdir(text)):
-        if text != "-" and not os.path.exists(text) and (text.endswith(("/", os.sep)) or _by_suffix(text) is None):
+        named = text.rpartition(":")[0] or text  # file.h5:/dataset names a file
+        if text != "-" and not os.path.exists(text) and (text.endswith(("/", os.sep)) or
+                                                         _by_suffix(text) is _by_suffix(named) is None):
             raise InputError("no such file or directory; check the path", text)
         return parse_location(text, inner)
     found = [ref for ref in Storage(storage_options).expand(text) if not ref.endswith(STAMP_SIDECAR)]
