@@ -54,14 +54,14 @@ def apply(
         found = load_chain(transforms)
         for note in found.notes:
             stderr.print(f"note: {note}")
-        source = input_locations([input], dataset, storage_options)[0]
+        source = input_locations([input], dataset, storage_options, outputs=(output,))[0]
         partitioned = bool(source.parts) or engine != "local"  # one output part per input part
         job = ApplyJob(found.transform, found.label, source,
                        output_location(output, source) if partitioned else parse_location(output),
                        inverse, dtype, column, memory, batch_rows, overwrite, wait, force, resume, fsync,
                        chain=tuple(found.paths))
         if partitioned:
-            return apply_parts(job, output, (engine, scheduler, workers), quiet or json_out, json_out)
+            return apply_parts(job, job.destination.label, (engine, scheduler, workers), quiet or json_out, json_out)
         result = apply_file(job, progress_for(quiet or json_out))
         for note in result.notes:
             stderr.print(f"note: {note}")

@@ -47,7 +47,11 @@ def print_error(message: str) -> None:
 
 
 def _what_was_left() -> str:
-    """After a signal: whether the output had already been put in place (complete) or not."""
+    """After a signal: whether the output had already been put in place (complete) or not, or for
+    a dataset how many of its parts are complete."""
+    dataset = sys.modules.get("procalign.pipeline.dataset_apply")
+    if dataset is not None and dataset.LEFT:
+        return dataset.LEFT[-1]
     delivery = sys.modules.get("procalign.pipeline.delivery")  # not loaded: nothing was delivered
     if delivery is not None and delivery.COMMITTED:
         return f"{delivery.COMMITTED[-1]} had already been written complete"

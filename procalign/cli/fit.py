@@ -68,7 +68,11 @@ def fit(
         from ..math.procrustes import FitOptions
         gates = {"min_top1": min_top1, "min_cosine": min_cosine, "max_residual": max_residual}
         from ..pipeline.engines import engine_for
-        job = FitJob(*input_locations([source, target], dataset, storage_options),
+        from ..formats.parts import require_dataset
+        locations = input_locations([source, target], dataset, storage_options)
+        if engine == "dask":
+            require_dataset(*locations)
+        job = FitJob(*locations,
                      FitOptions(centre, normalize, scale, rotation_only), column, id_column, by_position,
                      batch_rows, holdout, seed, report or any(g is not None for g in gates.values()),
                      eval_size, source_name, target_name, memory, method.value, reweight)

@@ -30,13 +30,13 @@ MinTop1 = Annotated[Optional[float], typer.Option("--min-top1", callback=_finite
 MinCosine = Annotated[Optional[float], typer.Option("--min-cosine", callback=_finite, help="Gate: exit 3 if the mean cosine (held-out pairs, else anchors, or the evaluated sample) is below this (fit then writes nothing).")]
 MaxResidual = Annotated[Optional[float], typer.Option("--max-residual", callback=_finite, help="Gate: exit 3 if the relative residual ||XQ-Y||/||Y|| is above this (fit then writes nothing).")]
 
-EngineName = Annotated[str, typer.Option("--engine", help="Where parts are processed: local (threads on this machine) or dask (a Dask cluster: --scheduler, or a local one of --workers processes; needs procalign[dask]).", metavar="local|dask")]
+EngineName = Annotated[str, typer.Option("--engine", help="Where parts are processed: local (threads on this machine) or dask (a Dask cluster: --scheduler, or a local one of --workers processes; needs procalign\\[dask]).", metavar="local|dask")]
 Scheduler = Annotated[Optional[str], typer.Option("--scheduler", help="--engine dask: address of a running Dask scheduler (tcp://host:8786). Without it a LocalCluster is started.", show_default=False)]
 Workers = Annotated[Optional[int], typer.Option("--workers", help="Parts mapped at once by the local engine (apply; default: half the cores, at most 4), or the worker processes of the LocalCluster that --engine dask starts without --scheduler (default 2).", min=1)]
 StorageOptions = Annotated[Optional[str], typer.Option("--storage-options", help="JSON object passed to the fsspec filesystem of s3://, gs://, ... paths (endpoint_url, key, secret, ...); default: the standard environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).", metavar="JSON")]
 
 
-def input_locations(texts: list[str], dataset: Optional[str], storage: Optional[str] = None):
+def input_locations(texts: list[str], dataset: Optional[str], storage: Optional[str] = None, outputs: tuple = ()):
     """Parse input paths (a file, or a dataset's directory, glob or URL); ``--dataset`` names the dataset of each HDF5 input that names none.
 
     An explicit ``file.h5:/ds`` wins, so one option serves commands with two inputs. A
@@ -44,8 +44,11 @@ def input_locations(texts: list[str], dataset: Optional[str], storage: Optional[
     """
     from ..errors import UsageError
     from ..formats.parts import dataset_location
-    from ..formats.storage import parse_options
+    from ..formats.storage import is_url, parse_options
     options = parse_options(storage)
+    if options and not any(is_url(text) for text in [*texts, *outputs]):
+        raise UsageError("--storage-options applies to object-storage URLs (s3://, gs://, ...) and every path "
+                         "given is local; drop it")
     parse_location = lambda text, inner=None: dataset_location(text, inner, options)  # noqa: E731
     locations = [parse_location(text) for text in texts]
     if dataset is None:

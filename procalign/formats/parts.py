@@ -27,19 +27,26 @@ import numpy as np
 from ..errors import InputError, UsageError
 from .base import Batch, Source
 from .registry import Location, ReadOptions, _by_suffix, open_source, parse_location
-from .storage import STAMP_SIDECAR, Storage, has_glob, is_url, remove_tree
+from .storage import STAMP_SIDECAR, Storage, has_glob, is_url, local_path, remove_tree
 
 
 def dataset_location(text: str, inner: str | None = None, storage_options: dict | None = None) -> Location:
     """A file's location, or a partitioned dataset's (directory, glob or URL) with its parts.
     The .npy stamp sidecars beside parts are not parts; in a directory, neither are files of
     unknown formats."""
-    text = str(text)
+    text = local_path(str(text))
     if text == "-" or not (is_url(text) or has_glob(text) or os.path.isdir(text)):
+        named = text.rpartition(":")[0] or text  # file.h5:/dataset names a file
+        if text != "-" and not os.path.exists(text) and (text.endswith(("/", os.sep)) or
+                                                         _by_suffix(text) is _by_suffix(named) is None):
+            raise InputError("no such file or directory; check the path", text)
         return parse_location(text, inner)
-    refs = [ref for ref in Storage(storage_options).expand(text) if not ref.endswith(STAMP_SIDECAR)]
-    if not has_glob(text):  # a directory: its files of known formats (a glob says what it wants)
-        refs = [ref for ref in refs if _by_suffix(ref) is not None]
+    found = [ref for ref in Storage(storage_options).expand(text) if not ref.endswith(STAMP_SIDECAR)]
+    # a directory: its files of known formats (a glob says what it wants)
+    refs = found if has_glob(text) else [ref for ref in found if _by_suffix(ref) is not None]
+    if not refs and any(ref.lower().endswith(".npz") for ref in found):
+        raise InputError("holds transform files (.npz), not embedding files; inspect a transform with "
+                         "`procalign inspect FILE.npz`", text)
     if not refs:
         raise InputError("no part files found (hidden files are skipped); check the path or the glob", text)
     formats = {parse_location(ref, inner).format for ref in refs}
@@ -52,17 +59,30 @@ def dataset_location(text: str, inner: str | None = None, storage_options: dict 
                     storage=json.dumps(storage_options or {}, sort_keys=True), label=text)
 
 
+def require_dataset(*locations: Location) -> None:
+    """--engine dask works on the parts of a dataset: refuse inputs of which none has parts."""
+    if not any(location.parts for location in locations):
+        raise UsageError("--engine dask maps the parts of a dataset (a directory, a glob or a URL); for one "
+                         "local file use the local engine", " and ".join(str(loc.path) for loc in locations))
+
+
 def output_location(text: str, dataset: Location) -> Location:
     """The output directory (or URL prefix) of a partitioned apply: parts keep their format."""
-    if not dataset.parts:
-        raise UsageError("--engine dask maps the parts of a dataset (a directory, a glob or a URL); for one "
-                         "local file use the local engine", str(dataset))
+    require_dataset(dataset)
+    text = local_path(text)
     return Location(Path(text), dataset.format, dataset.inner, storage=dataset.storage, label=text)
 
 
 def part_location(dataset: Location, ref: str, local: Path | None = None) -> Location:
     """The location of one part (``local``: where a fetched copy lies)."""
     return Location(Path(local or ref), dataset.format, dataset.inner, label=ref)
+
+
+def check_parts(location: Location, options: ReadOptions = ReadOptions()) -> None:
+    """Open every part once (to count its rows), so that parts of another dimension or float
+    type, or unreadable ones, are refused before anything is written."""
+    with PartsSource(dataclasses.replace(location, part_rows=None), options):
+        pass
 
 
 def with_row_counts(location: Location, source: "PartsSource") -> Location:

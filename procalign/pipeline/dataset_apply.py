@@ -11,6 +11,13 @@ a part found with a "writing" record of the same job is this job's own and is re
 existing part is replaced only with ``--overwrite``. On object storage a part is fetched, mapped locally and published
 through a temporary key (`formats.storage`). One lock covers the output directory.
 
+Before anything is written every part is opened once, so parts that disagree (dimension, float
+type) or cannot be read fail the run with nothing written. A run that fails later, on an error
+or on SIGINT/SIGTERM, keeps the parts it completed and their "done" records (a rerun resumes
+from them), removes the "writing" records of parts that never reached their names, and removes
+the output directory if it created it and left nothing in it. After a SIGKILL a "writing"
+record may stay; a rerun redoes its part.
+
 Notes
 -----
 Apply is embarrassingly parallel over parts: no data moves between tasks, and the time is
@@ -19,6 +26,7 @@ splits ``--memory`` between the parts it runs at once).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import OutputError, ProcalignError, UsageError
-from ..formats import Location, open_source
-from ..formats.parts import part_location
+from ..formats import Location, ReadOptions, open_source
+from ..formats.parts import check_parts, part_location
 from ..formats.storage import Storage, basename, is_url, join
 from .apply import ApplyJob, apply_file
 from .delivery import release_lock, take_lock
@@ -38,6 +46,8 @@ from .progress import Progress
 from .stamps import stamp_for
 
 RECORD_SUFFIX = ".procalign-done"
+# What a failed or interrupted run left (the CLI reports it on a signal).
+LEFT: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -175,23 +185,65 @@ def apply_dataset(job: ApplyJob, output: str, engine, progress: Progress | None 
     workers = engine.workers if not engine.distributed else 1
     tasks = part_tasks(job, output, job.memory_mb if engine.distributed else max(8, job.memory_mb // workers))
     storage = _storage(job)
+    check_parts(job.source, ReadOptions(job.column))  # parts that disagree fail here, before any is written
+    created = not is_url(output) and not Path(output).exists()
     storage.make_directory(output)
     applied = job.transform.inverse() if job.inverse else job.transform
     began = time.perf_counter()
     lock = _lock_file(output)
-    fd = take_lock(lock, job.wait, output)
-    outcomes = []
     try:
-        progress.start("applying", len(tasks), unit="parts")
-        try:
-            for outcome in engine.run(apply_part, tasks):
-                outcomes.append(outcome)
-                progress.advance(1)
-        finally:
-            progress.stop()
-    finally:
+        fd = take_lock(lock, job.wait, output)
+    except BaseException:
+        _remove_if_empty(output, created)
+        raise
+    try:
+        outcomes = _run(engine, tasks, progress)
+    except BaseException:  # an error or a signal this process handles: no record of an unwritten part stays
+        complete = _forget_unwritten(tasks, storage)
+        LEFT.append(f"{complete} of {len(tasks)} parts are complete in {output}; rerun the same command to "
+                    "resume (complete parts are skipped)")
         release_lock(lock, fd)
+        _remove_if_empty(output, created)
+        raise
+    release_lock(lock, fd)
     order = {t.source: i for i, t in enumerate(tasks)}
     outcomes.sort(key=lambda o: order[o.source])
     return DatasetResult(outcomes, time.perf_counter() - began, output,
                          f"{applied.source.name} -> {applied.target.name}")
+
+
+def _run(engine, tasks: list[PartTask], progress: Progress) -> list[PartOutcome]:
+    outcomes = []
+    progress.start("applying", len(tasks), unit="parts")
+    try:
+        for outcome in engine.run(apply_part, tasks):
+            outcomes.append(outcome)
+            progress.advance(1)
+    finally:
+        progress.stop()
+    return outcomes
+
+
+def _forget_unwritten(tasks: list[PartTask], storage: Storage) -> int:
+    """After a failure: remove the "writing" records of parts that never reached their names, and
+    count the complete parts. Complete parts and their "done" records stay, so that a rerun
+    resumes; a "writing" record beside a part that is in place stays too (it vouches that the
+    part is this job's own)."""
+    complete = 0
+    for task in tasks:
+        record = record_path(task.destination)
+        try:
+            state = (storage.read_json(record) or {}).get("state")
+            complete += state == "done"
+            if state == "writing" and not storage.exists(task.destination):
+                storage.remove(record)
+        except Exception:  # the store fails too (unreachable...): the error being reported says why
+            break
+    return complete
+
+
+def _remove_if_empty(output: str, created: bool) -> None:
+    """Remove the output directory this run created, when nothing was written into it."""
+    if created:
+        with contextlib.suppress(OSError):
+            Path(output).rmdir()

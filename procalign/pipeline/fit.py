@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Iterator
 
 import numpy as np
 
 from ..errors import UsageError
 from ..formats import Location, ReadOptions, open_source
+from ..formats.storage import has_glob
 from ..math.fold import HoldoutSplit, NonFinitePair, PairFold
 from ..math.methods import ORTHOGONAL
 from ..math.procrustes import FitOptions
@@ -107,12 +109,23 @@ def _check_job(job: FitJob) -> None:
 def default_names(source: Location, target: Location) -> tuple[str, str]:
     """Space names from the file names: the stems, or more of the path when the stems agree,
     because two spaces with one name defeat the stamps (a double apply would go unnoticed)."""
-    for name in (lambda loc: loc.path.stem, lambda loc: f"{loc.path.parent.name}/{loc.path.stem}",
+    for name in (lambda loc: _naming(loc)[0], lambda loc: "/".join(_naming(loc)[::-1]),
                  lambda loc: f"{loc.path.name}{':' + loc.inner if loc.inner else ''}", str):
         s, t = name(source), name(target)
         if s != t:
             return s, t
-    return f"{source.path.stem} (source)", f"{target.path.stem} (target)"
+    return f"{_naming(source)[0]} (source)", f"{_naming(target)[0]} (target)"
+
+
+def _naming(location: Location) -> tuple[str, str]:
+    """The name of a file (its stem) or of a dataset (its directory's name; for a glob, the
+    directory it lists: ``dump/*.parquet`` is ``dump``), and the name of the directory above."""
+    if not location.parts:
+        return location.path.stem, location.path.parent.name
+    path = PurePath(str(location.path).rstrip("/"))
+    while has_glob(path.name) and path.parent != path:
+        path = path.parent
+    return path.name, path.parent.name
 
 
 def _fold_for(job: FitJob, stats: AlignmentStats, pairs: int) -> PairFold:
