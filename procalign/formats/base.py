@@ -46,6 +46,19 @@ def parse_stamp(raw, path: str, where: str) -> dict | None:
     return stamp
 
 
+def take_by_segment(indices, starts, dim: int, dtype, read) -> np.ndarray:
+    """Rows ``indices`` of a file stored as consecutive segments (row groups, part files)
+    starting at rows ``starts``: ``read(k, local_indices)`` returns rows of segment k, and each
+    segment is visited once, whatever the order of ``indices``."""
+    indices = np.asarray(indices, dtype=np.int64)
+    out = np.empty((len(indices), dim), dtype)
+    segment = np.searchsorted(starts, indices, side="right") - 1
+    for k in np.unique(segment):
+        chosen = segment == k
+        out[chosen] = read(int(k), indices[chosen] - int(starts[k]))
+    return out
+
+
 @dataclass
 class Batch:
     start: int                   # index of the first row in the source

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from ..errors import InputError, UsageError
 from . import parquet_footer as footer
-from .base import Batch, parse_stamp, ReadOptions, Sink, SinkSpec, Source
+from .base import Batch, parse_stamp, ReadOptions, Sink, SinkSpec, Source, take_by_segment
 
 STAMP_KEY = b"procalign.stamp"
 READ_BUFFER = 8 << 20
@@ -150,15 +150,10 @@ class ParquetSource(Source):
         return col.to_numpy(zero_copy_only=False)
 
     def take(self, indices):
-        indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(indices), self.dim), self.dtype)
-        groups = np.searchsorted(self._group_starts, indices, side="right") - 1
-        for g in np.unique(groups):
-            sel = groups == g
-            col = self._pf.read_row_group(int(g), columns=[self.column]).column(0)
-            m = to_matrix(col, self.dim, self.path, int(self._group_starts[g]))
-            out[sel] = m[indices[sel] - self._group_starts[g]]
-        return out
+        def read(g, local):
+            col = self._pf.read_row_group(g, columns=[self.column]).column(0)
+            return to_matrix(col, self.dim, self.path, int(self._group_starts[g]))[local]
+        return take_by_segment(indices, self._group_starts, self.dim, self.dtype, read)
 
     def ids(self):
         if self.id_column is None:

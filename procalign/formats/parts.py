@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, UsageError
-from .base import Batch, Source
+from .base import Batch, Source, take_by_segment
 from .registry import Location, ReadOptions, _by_suffix, open_source, parse_location
 from .storage import STAMP_SIDECAR, Storage, has_glob, is_url, local_path, remove_tree
 
@@ -134,13 +134,7 @@ class PartsSource(Source):
                 yield Batch(base + batch.start, batch.embeddings, None, batch.ids)
 
     def take(self, indices):
-        indices = np.asarray(indices, dtype=np.int64)
-        out = np.empty((len(indices), self.dim), self.dtype)
-        which = np.searchsorted(self.offsets, indices, side="right") - 1
-        for i in np.unique(which):
-            mask = which == i
-            out[mask] = self._part(int(i)).take(indices[mask] - self.offsets[i])
-        return out
+        return take_by_segment(indices, self.offsets, self.dim, self.dtype, lambda i, local: self._part(i).take(local))
 
     def ids(self):
         ids = [self._part(i).ids() for i in range(len(self.part_rows))]
