@@ -1,6 +1,6 @@
 """`python -m reproduce`: every experiment, end to end, and the report.
 
-    python -m reproduce [--out reports] [--cache .cache/reproduce] [--models e5,minilm] [--pairs 1000]
+    python -m reproduce [--out reports] [--cache .cache/reproduce] [--models e5,minilm,mpnet] [--pairs 800]
 
 Embeddings are cached under --cache (a rerun only refits and re-evaluates); the fitted
 transform files go to --cache/fits. Deterministic: every sample and split has a seed.
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("reports"), help="report directory (default: reports)")
     parser.add_argument("--cache", type=Path, default=Path(".cache/reproduce"), help="embeddings and fits")
-    parser.add_argument("--models", default="e5,minilm", help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     parser.add_argument("--pairs", type=int, default=800, help="query/document pairs of the retrieval task")
     parser.add_argument("--extra-anchors", type=int, default=3000,
                         help="anchor paragraphs embedded on top of the 2,600 fixture anchors (default 3000)")

@@ -1,7 +1,8 @@
-"""The `make reproduce` pipeline in small, on the committed e5/MiniLM fixtures (no model runs).
+"""The `make reproduce` pipeline in small, on the committed fixtures (no model runs).
 
-The fixtures pair 2,600 docstring paragraphs embedded by both models: the first 2,000 serve as
-anchors, the last 600 as queries (e5) and documents (MiniLM) of an identity retrieval task.
+The fixtures pair 2,600 docstring paragraphs embedded by e5, MiniLM (384-d) and mpnet (768-d):
+the first 2,000 serve as anchors, the last 600 as queries and documents of an identity
+retrieval task.
 """
 import json
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reproduce import corpus, report, retrieval, wordvectors
+from reproduce import corpus, hub, report, retrieval, wordvectors
 from reproduce.run import experiments
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,6 +81,23 @@ def test_a_hub_of_two_models_retrieves_as_the_direct_fit(results):
     [row] = results[0]["hub"]
     assert row["pair"] == "e5 -> minilm" and row["models_in_hub"] == 2
     assert row["hub"]["ndcg@10"] == pytest.approx(row["direct"]["ndcg@10"], abs=0.01)
+
+
+def test_a_hub_of_three_models_stays_close_to_the_direct_fits(tmp_path):
+    spaces = [space(ROOT / "fixtures", name) for name in ("e5", "minilm", "mpnet")]
+    direct = retrieval.evaluate_pair(spaces[2], spaces[0], tmp_path)  # 768-d queries, 384-d documents
+    [row] = hub.hub_experiment(spaces, [direct], tmp_path)
+    assert row["pair"] == "mpnet -> e5" and row["models_in_hub"] == 3
+    assert direct.scores["none"]["ndcg@10"] < 0.05 < 0.6 < direct.scores["orthogonal"]["ndcg@10"]
+    # one space for three models costs each pair a little against its own direct fit
+    assert row["hub"]["ndcg@10"] > 0.6
+    assert abs(row["hub"]["ndcg@10"] - row["direct"]["ndcg@10"]) < 0.05
+    maps = hub.fit_hub(spaces, tmp_path / "again")
+    assert {name: t.matrix.shape for name, t in maps.items()} == \
+        {"e5": (384, 768), "minilm": (384, 768), "mpnet": (768, 768)}
+    for t in maps.values():  # isometries into the hub
+        assert np.allclose(t.matrix @ t.matrix.T, np.eye(t.matrix.shape[0]), atol=1e-6)
+    assert "maps to keep instead of 6" in report.hub_summary([row])
 
 
 def test_bound_rows_come_from_the_fit_report_and_hold(results):

@@ -38,7 +38,7 @@ CANDIDATES = ("orthogonal", "orthogonal_scaled", WHITENED, AFFINE)
 
 def linear_residual(moments: dict, w: np.ndarray) -> float:
     """``||X W - Y||_F^2`` from the moments (``tr W^T G_x W - 2 tr W^T C + ||Y||^2``)."""
-    quad = float(np.einsum("ij,ik,kj->", w, moments["gram_source"], w))
+    quad = float(np.vdot(w, moments["gram_source"] @ w))  # tr(W^T G W)
     return max(quad - 2 * float(np.sum(w * moments["cross"])) + moments["sq_target"], 0.0)
 
 

@@ -71,7 +71,7 @@ def fit_transform(stats: AlignmentStats, options: FitOptions) -> tuple[AffineMap
     if d_s <= d_t:
         sq_mapped = m["sq_source"]
     elif m["gram_source"] is not None:
-        sq_mapped = float(np.einsum("ij,ik,kj->", q, m["gram_source"], q))
+        sq_mapped = float(np.vdot(q, m["gram_source"] @ q))  # tr(Q^T G Q)
     else:
         sq_mapped = None
     scale = 1.0
