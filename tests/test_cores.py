@@ -73,7 +73,7 @@ def test_mapping_on_any_number_of_cores_matches_the_formula(threads):
     mapper = stream.BatchMapper(affine, np.float32, np.float32, 3001, threads=threads)
     mapper.cores.piece_rows = 256
     got = []
-    stream.map_stream(stream.batches_of([x]), mapper, lambda out, _b, _p: got.append(out.copy()))
+    stream.map_stream(stream.batches_of([x]), mapper, lambda out, _b: got.append(out.copy()))
     np.testing.assert_allclose(got[0], expected, rtol=1e-5, atol=1e-5)
     x[2999, 1] = np.inf
     with pytest.raises(NonFiniteRows, match="row 2999"):

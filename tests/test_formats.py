@@ -114,7 +114,7 @@ def test_h5_apply_copies_ids_and_writes_a_contiguous_dataset(fixtures, transform
     t = load_transform(transform_path)
     with h5py.File(out) as f, h5py.File(fixtures / "e5.h5") as src:
         assert set(f) == {"emb", "ids"}
-        # contiguous: the rows were written straight into the file through mapped windows
+        # contiguous: the rows were written straight into the file, past HDF5
         assert f["emb"].chunks is None and f["emb"].shape == (2600, 384)
         np.testing.assert_array_equal(f["ids"][()], src["ids"][()])
         want = t.scale * (src["emb"][()].astype(np.float64) - t.source_mean) @ t.matrix + t.target_mean

@@ -1,5 +1,6 @@
 """Every format module on files written and read back here by numpy, h5py, pyarrow and DuckDB
 (the second, independent Parquet reader): exact values, exact messages, edge cases."""
+import errno
 import json
 import os
 import struct
@@ -16,6 +17,7 @@ from procalign.formats import SinkSpec, open_reader, open_source, parse_location
 from procalign.formats.base import Batch, BufferRing, Sink, Source, parse_stamp
 from procalign.formats.registry import FORMATS, Location, ReadOptions, format_help
 from procalign.formats import hdf5, npy, parquet
+from procalign.formats.direct import DirectWriter, aligned_empty, aligned_rows
 from procalign.formats.parquet import ParquetSink, list_array, to_matrix, writer_options
 
 
@@ -288,13 +290,14 @@ def test_npy_sink_writes_what_numpy_reads(tmp_path, rng, rows):
     assert got.dtype == np.float32 and np.array_equal(got, a.astype(np.float32))
     with open(tmp_path / "o.npy", "rb") as f:
         npy.read_header(tmp_path / "o.npy", f)
-        assert f.tell() == (128 if rows is None else 128)
+        # a stream reserves 128 bytes; a file of known size starts its rows on a block boundary
+        assert f.tell() == (128 if rows is None else 4096)
 
 
 def test_npy_sink_resume_truncates_and_refuses_short_files(tmp_path, rng):
     a = rng.normal(size=(10, 2)).astype(np.float32)
     sink = npy.NpySink(tmp_path / "o.npy", SinkSpec(2, np.dtype(np.float32), 10))
-    assert (tmp_path / "o.npy").stat().st_size == 128 + 10 * 8  # allocated whole up front
+    assert (tmp_path / "o.npy").stat().st_size == 4096 + 10 * 8  # allocated whole up front
     sink.write(a[:7])
     sink.flush()
     handle = sink._file
@@ -810,26 +813,50 @@ def test_h5_resume_of_a_nested_dataset_keeps_writing_its_ids(tmp_path, rng):
         assert np.array_equal(f["g/emb"][()], data)
 
 
-def test_npy_windows_write_into_the_file_itself(tmp_path, rng):
-    a = rng.normal(size=(6, 3)).astype(np.float32)
-    sink = npy.NpySink(tmp_path / "w.npy", SinkSpec(3, np.dtype(np.float32), 6))
-    for start in (0, 4):
-        n = min(4, 6 - start)
-        w = sink.window(start, n)
-        assert w.shape == (n, 3) and w.dtype == np.float32
-        w[:] = a[start:start + n]
-        del w
-        sink.advance(n)
-    assert sink.written == 6
+def test_npy_sink_sends_whole_blocks_to_the_disk_directly(tmp_path, monkeypatch):
+    calls = []
+    real = os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: calls.append((fd, len(data), offset)) or real(fd, data, offset))
+    a = np.arange(2048 * 3, dtype=np.float32).reshape(2048, 3)  # 8 rows of 3 float32 = 96 bytes
+    buf = aligned_empty((1024, 3), np.float32)
+    assert buf.ctypes.data % 4096 == 0
+    sink = npy.NpySink(tmp_path / "w.npy", SinkSpec(3, np.dtype(np.float32), 2048))
+    direct, cached = sink._writer.direct, sink._file.fileno()
+    assert direct is not None  # the test directory's file system takes O_DIRECT
+    buf[:] = a[:1024]
+    sink.write(buf)              # 12,288 bytes at offset 4096: three whole blocks, all direct
+    sink.write(a[1024:1030])     # not aligned in memory: through the page cache
+    sink.write(a[1030:])         # nor at an aligned offset any more
     sink.finish()
     assert np.array_equal(np.load(tmp_path / "w.npy"), a)
+    assert calls == [(direct, 12288, 4096), (cached, 72, 16384), (cached, 12216, 16456)]
     stream = npy.NpySink(tmp_path / "s.npy", SinkSpec(3, np.dtype(np.float32), None))
-    assert stream.window(0, 2) is None
+    assert stream._writer is None  # a stream appends plain writes
     stream.abort()
-    base = Sink(tmp_path / "b", SinkSpec(3, np.dtype(np.float32), 1))
-    assert base.window(0, 1) is None
-    with pytest.raises(NotImplementedError, match="^Sink has no windows$"):
-        base.advance(1)
+    assert aligned_rows(14563, 1536) == 14560 and aligned_rows(5, 1536) == 5 and aligned_rows(9000, 1540) == 8192
+
+
+def test_direct_writer_falls_back_to_the_page_cache_when_refused(tmp_path, monkeypatch):
+    path = tmp_path / "d.bin"
+    with open(path, "w+b") as f:
+        writer = DirectWriter(path, f.fileno())
+        refused = writer.direct
+        real = os.pwrite
+
+        def pwrite(fd, data, offset):
+            if fd == refused:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            return real(fd, data, offset)
+        monkeypatch.setattr(os, "pwrite", pwrite)
+        data = aligned_empty((2 * 4096 + 10,), np.uint8)
+        data[:] = np.arange(len(data)) % 251
+        writer.write_at(0, data)
+        assert writer.direct is None  # closed for good
+        writer.write_at(len(data), data[:5])
+        writer.close()
+    assert path.read_bytes() == data.tobytes() + data[:5].tobytes()
+
+
 
 
 def test_npy_stamp_sidecar_has_sorted_keys(tmp_path):

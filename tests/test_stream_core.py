@@ -43,7 +43,7 @@ def test_a_source_of_unknown_length_streams_into_every_sink(tmp_path, rng, affin
     loc = parse_location(str(tmp_path / f"out.{ext}"))
     sink = sink_class(loc)(loc.path, SinkSpec(12, np.dtype(np.float32), rows=None))
     done = map_stream(source.batches(64), BatchMapper(affine, np.float32, np.float32, 64),
-                      lambda out, batch, _: sink.write(out, batch.extra))
+                      lambda out, batch: sink.write(out, batch.extra))
     sink.finish()
     assert done == source.produced == 1003
     with open_reader(loc) as r:
@@ -64,7 +64,7 @@ def test_rows_are_written_in_order_and_the_row_count_is_exact(rng, affine):
     x = rng.normal(size=(300, 12)).astype(np.float32)
     seen = []
     map_stream((Batch(a, x[a:a + 7]) for a in range(0, 300, 7)), BatchMapper(affine, np.float32, np.float32, 7),
-               lambda out, batch, _: seen.append((batch.start, out.copy())))
+               lambda out, batch: seen.append((batch.start, out.copy())))
     assert [s for s, _ in seen] == list(range(0, 300, 7))
     np.testing.assert_allclose(np.concatenate([o for _, o in seen]), reference(affine, x), rtol=1e-5, atol=1e-5)
 

@@ -164,15 +164,6 @@ class Sink:
     def write(self, embeddings: np.ndarray, extra: Any = None, ids: np.ndarray | None = None) -> None:
         raise NotImplementedError
 
-    def window(self, start: int, rows: int) -> np.ndarray | None:
-        """Writable rows ``start .. start+rows-1`` of the destination itself, for a writer that
-        can map its file (zero copy), else None. Rows filled there are then `advance`d."""
-        return None
-
-    def advance(self, rows: int) -> None:
-        """Count ``rows`` rows filled in place through `window` as written."""
-        raise NotImplementedError(f"{type(self).__name__} has no windows")
-
     def flush(self) -> None:
         """Hand the rows written so far to the OS, so they survive the death of this process."""
 

@@ -2,10 +2,11 @@
 the file holds exactly one 2-D float dataset.
 
 Ids come from a 1-D dataset of the same length (``ids`` beside the embeddings unless named).
-A sink creates a chunked dataset (at the name asked for, else the source's, else
-``/embeddings``) and, from an h5 source, copies every other object (ids, payload datasets,
-attributes) unchanged: the source declares them in its `H5Layout` (file and dataset), and the
-sink opens that file read-only to copy them.
+A sink creates a dataset (at the name asked for, else the source's, else
+``/embeddings``; contiguous when the row count is known, its rows then written straight to
+their place in the file with direct writes, chunked for a stream) and, from an h5 source,
+copies every other object (ids, payload datasets, attributes) unchanged: the source declares
+them in its `H5Layout` (file and dataset), and the sink opens that file read-only to copy them.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError, UsageError
+from .direct import ALIGN, DirectWriter
 from .mapped import map_rows
 from .base import FLOAT_DTYPES, Batch, parse_stamp, BufferRing, ReadOptions, Sink, SinkSpec, Source
 
@@ -159,7 +161,7 @@ def _plain_ids(ids: np.ndarray) -> np.ndarray:
 
 class H5Sink(Sink):
     carries_ids = True
-    mapped = True  # rows of a dataset of known size are written through mapped windows
+    aligned_writes = True  # rows of a dataset of known size go to the disk directly (see chunking)
 
     def __init__(self, path, spec: SinkSpec, resume_rows=0, chunk_rows=65536):
         super().__init__(path, spec, resume_rows)
@@ -174,7 +176,8 @@ class H5Sink(Sink):
             ids = self._file.get((self.dataset_name.rsplit("/", 1)[0] or "") + "/ids")
             self._ids = ids if spec.ids and spec.like is None else None
             return
-        self._file = h5py.File(path, "w")
+        # objects of a megabyte and more start on a block boundary: the rows can be written directly
+        self._file = h5py.File(path, "w", alignment_threshold=1 << 20, alignment_interval=ALIGN)
         if like is not None:
             self._copy_others(like)
         try:
@@ -205,7 +208,7 @@ class H5Sink(Sink):
             return self._file.create_dataset(self.dataset_name, shape=(0, spec.dim), dtype=spec.dtype)
         # Stored contiguously and allocated now: writing rows later never changes the file's
         # metadata (a run killed mid-way leaves a consistent file that --resume can reopen),
-        # and the rows have one place in the file, which `window` maps to write them directly.
+        # and the rows have one place in the file, where `_write` sends them directly.
         dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
         dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
         dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
@@ -240,30 +243,33 @@ class H5Sink(Sink):
         if n and self._ids is not None and ids is not None:
             self._ids[self.written:self.written + n] = ids
         if n:
-            self._ds.write_direct(np.ascontiguousarray(embeddings, dtype=self._ds.dtype),
-                                  np.s_[0:n], np.s_[self.written:self.written + n])
+            rows = np.ascontiguousarray(embeddings, dtype=self._ds.dtype)
+            raw = self._raw_writer()
+            if raw is not None:
+                raw.write_at(self._offset + self.written * self._row_bytes, rows)
+            else:
+                self._ds.write_direct(rows, np.s_[0:n], np.s_[self.written:self.written + n])
         self.written += n
 
-    def row_at(self, index):
-        return self._ds[index]
-
-    def window(self, start, rows):
-        """Writable rows of the dataset, mapped from the file itself (None for a stream)."""
-        if self.spec.rows is None or self._ids is not None:
-            return None
-        if getattr(self, "_raw", None) is None:
-            offset = _contiguous_offset(self._ds)
+    def _raw_writer(self) -> DirectWriter | None:
+        """A writer at the dataset's rows in the file itself, for a contiguous dataset of known
+        size without ids (rows written there bypass HDF5 and the page cache); else None."""
+        if getattr(self, "_raw", None) is None and not getattr(self, "_no_raw", False):
+            offset = _contiguous_offset(self._ds) if self.spec.rows and self._ids is None else None
             if offset is None:
+                self._no_raw = True
                 return None
+            self._file.flush()  # HDF5's own metadata first; the rows' bytes are not its concern
             self._raw = open(self.path, "r+b")
             end = offset + self._ds.size * self._ds.dtype.itemsize
             if os.fstat(self._raw.fileno()).st_size < end:  # HDF5 may extend the file only at close
                 os.posix_fallocate(self._raw.fileno(), offset, end - offset)
-            self._offset = offset
-        return map_rows(self._raw.fileno(), self._offset, self._ds.dtype, self.spec.dim, start, rows, writable=True)
+            self._offset, self._row_bytes = offset, self.spec.dim * self._ds.dtype.itemsize
+            self._direct = DirectWriter(self.path, self._raw.fileno())
+        return getattr(self, "_direct", None) if getattr(self, "_raw", None) is not None else None
 
-    def advance(self, rows):
-        self.written += rows
+    def row_at(self, index):
+        return self._ds[index]
 
     def flush(self):
         try:
@@ -277,6 +283,9 @@ class H5Sink(Sink):
         self.abort()
 
     def abort(self):
+        if getattr(self, "_direct", None) is not None:
+            self._direct.close()
+            self._direct = None
         if getattr(self, "_raw", None) is not None:
             self._raw.close()
             self._raw = None

@@ -96,12 +96,10 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                 delivery.notes.append(f"ids are not carried into a {job.destination.format.name} output")
             progress.start("applying", None if source.rows is None else source.rows - delivery.start)
 
-            # rows go straight into the destination when it can map itself, unless ids ride along
-            into = delivery.sink.window if carry_ids is None else None
-            mapper = BatchMapper(applied.map, source.dtype, out_dtype, rows, into)
+            mapper = BatchMapper(applied.map, source.dtype, out_dtype, rows)
 
-            def write(out, batch, in_place):
-                delivery.write(out, batch.extra, batch.ids, in_place)
+            def write(out, batch):
+                delivery.write(out, batch.extra, batch.ids)
                 progress.advance(len(out))
 
             try:

@@ -7,6 +7,8 @@ chunk is the largest that keeps all of them within the budget, between `MIN_ROWS
 """
 from __future__ import annotations
 
+from ..formats.direct import aligned_rows
+
 RING = 4            # chunk buffers per side: one read ahead, one computing, one writing, one spare
 WINDOWS = 2         # mapped windows resident per side: the one computing and the one being recorded
 MIN_ROWS = 256
@@ -20,13 +22,15 @@ def rows_for_budget(budget_mb: int, bytes_per_row: int) -> int:
 def apply_chunk_rows(budget_mb: int, source, sink_class, d_out: int, out_itemsize: int) -> int:
     """Rows per chunk for source -> map -> sink.
 
-    Memory-mapped windows (`Source.mapped`, `Sink.mapped`) hold no ring: a window read ahead
-    is only advised to the kernel, so about two windows per side are resident at a time.
+    A source of memory-mapped windows (`Source.mapped`) holds no ring: about two windows are
+    resident at a time. The output always goes through the mapper's ring.
     """
     ins = WINDOWS if getattr(source, "mapped", False) else RING + source.extra_buffers
-    outs = WINDOWS if getattr(sink_class, "mapped", False) else RING + sink_class.extra_buffers
+    outs = RING + sink_class.extra_buffers
     per_row = ins * source.dim * source.dtype.itemsize + outs * d_out * out_itemsize
-    return rows_for_budget(budget_mb, per_row)
+    rows = rows_for_budget(budget_mb, per_row)
+    # whole blocks per chunk, for a sink that writes them to the disk directly
+    return aligned_rows(rows, d_out * out_itemsize) if getattr(sink_class, "aligned_writes", False) else rows
 
 
 def pair_chunk_rows(budget_mb: int, source, target) -> int:

@@ -278,14 +278,10 @@ class Delivery:
             sink.abort()
             raise ValueError(f"the partial file's row {self.start - 1} is not the one the journal recorded")
 
-    def write(self, rows, extra=None, ids=None, in_place=False) -> None:
-        """Append one chunk and record it: after this returns, a kill loses nothing of it.
-        ``in_place``: the rows were already filled through the sink's `window`."""
+    def write(self, rows, extra=None, ids=None) -> None:
+        """Append one chunk and record it: after this returns, a kill loses nothing of it."""
         try:
-            if in_place:
-                self.sink.advance(len(rows))
-            else:
-                self.sink.write(rows, extra, ids)
+            self.sink.write(rows, extra, ids)
             self.sink.flush()
         except OSError as e:
             raise _named(e, self.named) from None
@@ -347,7 +343,7 @@ class DirectDelivery:
             if getattr(self.sink_class, "self_atomic", False) else self.sink_class(self.named, self.spec)
         return self
 
-    def write(self, rows, extra=None, ids=None, in_place=False) -> None:
+    def write(self, rows, extra=None, ids=None) -> None:
         try:
             self.sink.write(rows, extra, ids)
             self.sink.flush()

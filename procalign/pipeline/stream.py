@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..formats.base import Batch
+from ..formats.direct import aligned_empty
 from ..math.affine import AffineMap, ChunkMapper
 from .chunking import RING
 from .cores import CorePool
@@ -51,9 +52,8 @@ def run_stages(produce: Iterable, compute: Callable, consume: Callable) -> None:
 
 
 class BatchMapper:
-    """Map batches with a `ChunkMapper` into the destination's own memory when it offers a
-    window (``into(start, rows)``, zero copy), else into a ring of output buffers (no
-    allocation per chunk).
+    """Map batches with a `ChunkMapper` into a ring of page-aligned output buffers (no
+    allocation per chunk; a sink can write them to the disk directly, see `formats.direct`).
 
     Computes in float64 when the input or output is float64, else float32, on every core
     (`CorePool`: pieces of a batch on one thread each, one kernel and its buffers per thread);
@@ -61,12 +61,11 @@ class BatchMapper:
     the source (``batch.start`` + index).
     """
 
-    def __init__(self, affine: AffineMap, in_dtype, out_dtype, rows: int,
-                 into: Callable[[int, int], np.ndarray | None] | None = None, threads: int | None = None):
+    def __init__(self, affine: AffineMap, in_dtype, out_dtype, rows: int, threads: int | None = None):
         in_dtype, out_dtype = np.dtype(in_dtype), np.dtype(out_dtype)
         self.affine = affine
         self.work = np.float64 if np.float64 in (in_dtype, out_dtype) else np.float32
-        self.into, self.out_dtype, self.rows, self.d_target = into, out_dtype, rows, affine.d_target
+        self.out_dtype, self.rows, self.d_target = out_dtype, rows, affine.d_target
         self.cores = CorePool(threads)
         self.kernels = threading.local()
         self.ring: list[np.ndarray] = []
@@ -86,32 +85,28 @@ class BatchMapper:
         return kernel
 
     def _buffer(self, rows: int) -> np.ndarray:
-        if not self.ring:  # allocated on first use: a mapper writing into windows never needs it
-            self.ring = [np.empty((self.rows, self.d_target), self.out_dtype) for _ in range(RING)]
+        if not self.ring:  # allocated on first use
+            self.ring = [aligned_empty((self.rows, self.d_target), self.out_dtype) for _ in range(RING)]
         buf = self.ring[self.turn % RING]
         self.turn += 1
         return buf[:rows] if rows <= len(buf) else np.empty((rows, self.d_target), self.out_dtype)
 
-    def __call__(self, batch: Batch) -> tuple[np.ndarray, Batch, bool]:
-        """``(rows, batch, in_place)``: in_place when the rows already sit in the destination."""
+    def __call__(self, batch: Batch) -> tuple[np.ndarray, Batch]:
         n, x = len(batch.embeddings), batch.embeddings
-        window = self.into(batch.start, n) if self.into is not None else None
-        out = window if window is not None else self._buffer(n)
+        out = self._buffer(n)
         self.cores.run(lambda a, b: self._kernel().map(x[a:b], out[a:b], batch.start + a), n)
-        return out, batch, window is not None
+        return out, batch
 
 
-def map_stream(batches: Iterable[Batch], mapper: BatchMapper,
-               write: Callable[[np.ndarray, Batch, bool], None]) -> int:
-    """Map every batch and hand it to ``write(rows, batch, in_place)`` in order; returns the
-    row count. The rows handed to ``write`` live in a reused buffer (or in the destination,
-    when ``in_place``): copy them to keep them.
+def map_stream(batches: Iterable[Batch], mapper: BatchMapper, write: Callable[[np.ndarray, Batch], None]) -> int:
+    """Map every batch and hand it to ``write(rows, batch)`` in order; returns the row count.
+    The rows handed to ``write`` live in a reused buffer: copy them to keep them.
     """
     done = [0]
 
     def consume(item):
-        out, batch, in_place = item
-        write(out, batch, in_place)
+        out, batch = item
+        write(out, batch)
         done[0] += len(out)
 
     with mapper:
@@ -146,5 +141,5 @@ def map_arrays(affine: AffineMap, arrays: Iterable[np.ndarray], out_dtype=np.flo
     in_dtype = arrays[0].dtype if arrays else np.float32
     mapped: list[np.ndarray] = []
     map_stream(batches_of(arrays), BatchMapper(affine, in_dtype, out_dtype, max(rows, 1)),
-               lambda out, _batch, _in_place: mapped.append(out.copy()))
+               lambda out, _batch: mapped.append(out.copy()))
     return mapped
