@@ -322,7 +322,7 @@ def rss_scaling(work: Path, t: Path, args, sizes=(500_000, 2_000_000)) -> dict:
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100000,1000000")
-    ap.add_argument("--dims", default="384,768")
+    ap.add_argument("--dims", default="384", help="comma list of dimensions (the README table: 384)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per contender (at least 3; the median is reported)")
     ap.add_argument("--only", default="", help="comma list of case prefixes, e.g. apply-npy,fit,rss")
     ap.add_argument("--settle", type=float, default=1.5, help="seconds to sleep after os.sync() before each run")
