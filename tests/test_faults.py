@@ -122,6 +122,18 @@ def test_resume_refuses_a_different_input(work):
     assert not dest.exists()
 
 
+@pytest.mark.parametrize("fmt", ["npy", "h5"])
+def test_resume_without_batch_rows_keeps_the_chunk_size_of_the_partial_output(work, fmt):
+    # the default chunk size depends on --memory and on the version that wrote the partial
+    # output: a resume that does not name one continues with the journal's
+    d, refs = work
+    dest = d / f"default_rows.{fmt}"
+    killed_mid_way(d, dest, d / "in.npy")
+    r = run("apply", d / "t.npz", d / "in.npy", "-o", dest, "--resume")
+    assert r.returncode == 0 and "resumed after row" in r.stderr, r.stderr
+    assert filecmp.cmp(dest, refs[fmt], shallow=False) and hidden(dest) == []
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_sigterm_and_sigint_remove_the_temporary_file(work, sig, code):
     d, _ = work

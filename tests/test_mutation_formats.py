@@ -837,7 +837,8 @@ def test_npy_sink_sends_whole_blocks_to_the_disk_directly(tmp_path, monkeypatch)
     assert aligned_rows(14563, 1536) == 14560 and aligned_rows(5, 1536) == 5 and aligned_rows(9000, 1540) == 8192
 
 
-def test_direct_writer_falls_back_to_the_page_cache_when_refused(tmp_path, monkeypatch):
+@pytest.mark.parametrize("answer", [errno.EINVAL, errno.EOPNOTSUPP])
+def test_direct_writer_falls_back_to_the_page_cache_when_refused(tmp_path, monkeypatch, answer):
     path = tmp_path / "d.bin"
     with open(path, "w+b") as f:
         writer = DirectWriter(path, f.fileno())
@@ -846,7 +847,7 @@ def test_direct_writer_falls_back_to_the_page_cache_when_refused(tmp_path, monke
 
         def pwrite(fd, data, offset):
             if fd == refused:
-                raise OSError(errno.EINVAL, "Invalid argument")
+                raise OSError(answer, os.strerror(answer))
             return real(fd, data, offset)
         monkeypatch.setattr(os, "pwrite", pwrite)
         data = aligned_empty((2 * 4096 + 10,), np.uint8)
@@ -856,6 +857,29 @@ def test_direct_writer_falls_back_to_the_page_cache_when_refused(tmp_path, monke
         writer.write_at(len(data), data[:5])
         writer.close()
     assert path.read_bytes() == data.tobytes() + data[:5].tobytes()
+
+
+def test_direct_writer_keeps_real_write_errors_and_checks_the_bytes_it_sends(tmp_path, monkeypatch):
+    path = tmp_path / "e.bin"
+    with open(path, "w+b") as f:
+        writer = DirectWriter(path, f.fileno())
+        direct, real = writer.direct, os.pwrite
+
+        def pwrite(fd, data, offset):
+            if offset >= 8192:
+                raise OSError(errno.EIO, "Input/output error")
+            return real(fd, data, offset)
+        monkeypatch.setattr(os, "pwrite", pwrite)
+        rows = aligned_empty((2, 4096), np.uint8)
+        rows[:] = 7
+        # a strided view of aligned memory is copied first: the copy's address decides, so the
+        # direct descriptor is not tried with an unaligned copy (and then given up)
+        writer.write_at(0, rows[:, ::2])
+        assert path.read_bytes() == b"\x07" * 4096 and writer.direct == direct
+        with pytest.raises(OSError, match="Input/output error"):  # not a refusal: raised as it is
+            writer.write_at(8192, rows)
+        assert writer.direct == direct  # still on
+        writer.close()
 
 
 

@@ -56,6 +56,23 @@ def test_jsonl_round_trip_keeps_keys_order_and_values(fitted):
     np.testing.assert_allclose(got, reference(t, x[:300]), atol=2e-6)
 
 
+@pytest.mark.parametrize("ids", [lambda i: i * 3, lambda i: f"doc{i}"])
+def test_jsonl_ids_become_an_h5_ids_dataset(fitted, ids):
+    d, t_path, t, x, _ = fitted
+    src = d / "ids.jsonl"
+    with open(src, "w") as f:
+        for i, row in enumerate(x[:50]):
+            f.write(json.dumps({"id": ids(i), "embedding": row.tolist()}) + "\n")
+    out = d / "ids.h5"
+    r = runner.invoke(app, ["apply", str(t_path), str(src), "-o", str(out), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    import h5py
+    with h5py.File(out) as h:
+        got = [v.decode() if isinstance(v, bytes) else int(v) for v in h["ids"][()]]
+        assert got == [ids(i) for i in range(50)]
+        np.testing.assert_allclose(h["embeddings"][()], reference(t, x[:50]), atol=2e-6)
+
+
 def test_a_real_pipe_carries_records_only(fitted):
     d, t_path, t, x, _ = fitted
     src = write_jsonl(d / "pipe.jsonl", x[:100])

@@ -22,6 +22,8 @@ import os
 import numpy as np
 
 ALIGN = 4096  # a multiple of every common logical block size (512, 4096)
+# what a file system that opens with O_DIRECT but will not write that way answers
+REFUSED = {errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
 
 
 def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -57,7 +59,8 @@ class DirectWriter:
                 self.direct = None
 
     def write_at(self, offset: int, array: np.ndarray) -> None:
-        data = memoryview(np.ascontiguousarray(array)).cast("B")
+        array = np.ascontiguousarray(array)
+        data = memoryview(array).cast("B")
         done = 0
         if self.direct is not None and offset % ALIGN == 0 and array.ctypes.data % ALIGN == 0:
             whole = len(data) - len(data) % ALIGN
@@ -65,8 +68,8 @@ class DirectWriter:
                 while done < whole:
                     done += os.pwrite(self.direct, data[done:whole], offset + done)
             except OSError as e:
-                if e.errno != errno.EINVAL:
-                    raise
+                if e.errno not in REFUSED:
+                    raise  # a real write error (EIO, ENOSPC...) stays one
                 self.close()  # the file system takes no direct writes: buffered from here on
         while done < len(data):
             done += os.pwrite(self.fd, data[done:], offset + done)

@@ -241,6 +241,8 @@ class H5Sink(Sink):
             if self._ids is not None:
                 self._ids.resize(self.written + n, axis=0)
         if n and self._ids is not None and ids is not None:
+            if self._ids.dtype.kind in "iu":  # ids parsed from text come as Python ints (object dtype)
+                ids = np.asarray(ids, dtype=self._ids.dtype)
             self._ids[self.written:self.written + n] = ids
         if n:
             rows = np.ascontiguousarray(embeddings, dtype=self._ds.dtype)

@@ -17,8 +17,8 @@ from ..formats import Location, ReadOptions, SinkSpec, open_source, sink_class
 from ..math.affine import NonFiniteRows
 from ..transform import Transform
 from .chunking import apply_chunk_rows
-from .delivery import DeliveryPolicy, delivery_for
-from .journal import input_identity
+from .delivery import DeliveryPolicy, delivery_for, resolve_destination
+from .journal import Journal, input_identity
 from .progress import Progress
 from .stamps import check_stamp, stamp_for
 from .stream import BatchMapper, map_stream, read_guard
@@ -61,6 +61,16 @@ class ApplyResult:
         return self.rows / self.seconds if self.seconds > 0 else float("inf")
 
 
+def _resumed_rows(job: ApplyJob) -> int | None:
+    """With --resume and no --batch-rows, the chunk size the partial output was made with: the
+    default one depends on the version and on --memory, and a resume must not trip on it."""
+    if not job.resume or job.destination.is_stdio:
+        return None
+    found = Journal.read(resolve_destination(job.destination.path))
+    rows = found.identity.get("batch_rows") if found is not None else None
+    return rows if isinstance(rows, int) and rows > 0 else None
+
+
 def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
     progress = progress or Progress()
     applied = job.transform.inverse() if job.inverse else job.transform
@@ -76,7 +86,8 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
                 job.transform_path)
         out_dtype = np.dtype(job.dtype) if job.dtype else source.dtype
         sink = sink_class(job.destination)
-        rows = job.batch_rows or apply_chunk_rows(job.memory_mb, source, sink, applied.d_target, out_dtype.itemsize)
+        rows = job.batch_rows or _resumed_rows(job) or \
+            apply_chunk_rows(job.memory_mb, source, sink, applied.d_target, out_dtype.itemsize)
         rows = rows if source.rows is None else max(1, min(rows, source.rows))  # buffers never exceed the file
         stamp = stamp_for(job.transform, applied, job.inverse)
         same_format = job.source.format == job.destination.format
