@@ -2,6 +2,10 @@
 do not depend on how many cores ran them."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
@@ -78,3 +82,13 @@ def test_mapping_on_any_number_of_cores_matches_the_formula(threads):
     x[2999, 1] = np.inf
     with pytest.raises(NonFiniteRows, match="row 2999"):
         map_arrays(affine, [x[:1000], x[1000:]])
+
+
+@pytest.mark.parametrize("given,expected", [(None, "4"), ("12", "12")])
+def test_the_cli_lets_idle_blas_threads_sleep_unless_told_otherwise(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if given is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = given
+    code = "import os, procalign.cli, numpy; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0 and done.stdout.strip() == expected, done.stderr
