@@ -51,20 +51,22 @@ def _paragraphs(doc: str) -> list[str]:
     return [" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n") if p.strip()]
 
 
-def _module_names() -> list[str]:
-    names = sorted(n for n in sys.stdlib_module_names if not n.startswith("_") and n not in SKIP)
+def module_names(skip: set[str] = SKIP) -> list[str]:
+    """Public standard-library modules and their submodules, but those named in ``skip``."""
+    names = sorted(n for n in sys.stdlib_module_names if not n.startswith("_") and n not in skip)
     for top in list(names):  # the submodules of stdlib packages (email.*, xml.*, ...)
         try:
             package = importlib.import_module(top)
         except Exception:  # platform-specific modules
             continue
         for info in pkgutil.walk_packages(getattr(package, "__path__", []), top + "."):
-            if not any(part.startswith("_") or part in SKIP for part in info.name.split(".")):
+            if not any(part.startswith("_") or part in skip for part in info.name.split(".")):
                 names.append(info.name)
     return sorted(set(names))
 
 
-def _members(name: str, module) -> list[tuple[str, object]]:
+def members(name: str, module) -> list[tuple[str, object]]:
+    """The module and its public classes, functions and methods, with qualified names."""
     members = [(name, module)]
     for attr, obj in sorted(vars(module).items()):
         if attr.startswith("_") or getattr(obj, "__module__", name) != name:
@@ -82,12 +84,12 @@ def stdlib_docstrings() -> dict[str, list[str]]:
     docs: dict[str, list[str]] = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name in _module_names():
+        for name in module_names():
             try:
                 module = importlib.import_module(name)
             except Exception:
                 continue
-            for qual, obj in _members(name, module):
+            for qual, obj in members(name, module):
                 doc = getattr(obj, "__doc__", None)
                 if isinstance(doc, str) and doc.strip():
                     docs[qual] = _paragraphs(doc)
