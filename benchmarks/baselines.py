@@ -41,12 +41,8 @@ def _header(f):
 
 
 def _writer_options(schema, column):
-    """procalign's parquet encoding, so that baselines differ from it only in the work done.
-    The package procalign.io is being renamed procalign.formats: accept either."""
-    try:
-        from procalign.formats.parquet import writer_options
-    except ImportError:
-        from procalign.formats.parquet import writer_options
+    """procalign's parquet encoding, so that baselines differ from it only in the work done."""
+    from procalign.formats.parquet import writer_options
     return writer_options(schema, column)
 
 

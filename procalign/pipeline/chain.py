@@ -19,14 +19,11 @@ from .. import transform_file
 from ..errors import TransformFileError, UsageError
 from ..formats import Location
 from ..math.compose import NotComposable
-from ..math.metrics import knn_indices
 from ..math.methods import METHODS, ORTHOGONAL
 from ..math.procrustes import FitOptions
 from ..transform import BrokenChain, Transform, chain, orient
 from .delivery import Destination
-from .fit import FitJob, fit_files
 from .progress import Progress
-from .report import pair_metrics
 
 
 @dataclass
@@ -117,6 +114,9 @@ def compare_on_anchors(composed: Chain, source: Location, target: Location, hold
 
     ``read`` takes `FitJob`'s reading fields (column, id_column, by_position, batch_rows, memory_mb).
     """
+    from ..math.metrics import knn_indices  # here: applying a chain needs none of the fitting code
+    from .fit import FitJob, fit_files
+    from .report import pair_metrics
     t = composed.transform
     if not 0 < holdout < 1:
         raise UsageError(f"--holdout must be in (0, 1) to compare on pairs neither map was fitted on, got {holdout}")
