@@ -573,9 +573,20 @@ def test_row_cosines_and_agreement(rng):
     cos, r, yy = row_agreement(a.astype(np.float32), b.astype(np.float32))
     a32, b32 = a.astype(np.float32).astype(np.float64), b.astype(np.float32).astype(np.float64)
     assert cos.dtype == r.dtype == yy.dtype == np.float64
-    np.testing.assert_allclose(cos, brute_cos(a32, b32), atol=1e-12)
-    np.testing.assert_allclose(r, ((a32 - b32) ** 2).sum(1), rtol=1e-9)
-    np.testing.assert_allclose(yy, (b32 ** 2).sum(1), rtol=1e-12)
+    # float32 rows are summed in float32: a few 1e-7, relative
+    np.testing.assert_allclose(cos, brute_cos(a32, b32), atol=1e-6)
+    np.testing.assert_allclose(r, ((a32 - b32) ** 2).sum(1), rtol=1e-6)
+    np.testing.assert_allclose(yy, (b32 ** 2).sum(1), rtol=1e-6)
+    # float64 rows keep float64 precision
+    cos, r, yy = row_agreement(a, b)
+    np.testing.assert_allclose(cos, brute_cos(a, b), atol=1e-14)
+    np.testing.assert_allclose(r, ((a - b) ** 2).sum(1), rtol=1e-13)
+    np.testing.assert_allclose(yy, (b ** 2).sum(1), rtol=1e-13)
+    # nearly equal rows: the residual comes from the difference, not |m|^2 + |y|^2 - 2 m.y
+    m = rng.normal(size=(6, 384)).astype(np.float32)
+    near = m + np.float32(1e-4) * rng.normal(size=m.shape).astype(np.float32)
+    exact = ((m.astype(np.float64) - near.astype(np.float64)) ** 2).sum(1)
+    np.testing.assert_allclose(row_agreement(m, near)[1], exact, rtol=1e-5)
     same = rng.normal(size=(3, 4))
     np.testing.assert_array_equal(row_agreement(same, same)[1] >= 0, True)  # no negative round-off
 

@@ -28,15 +28,21 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def row_agreement(mapped: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row: cosine(mapped_i, y_i), ||mapped_i - y_i||^2 and ||y_i||^2.
+    """Per row: cosine(mapped_i, y_i), ||mapped_i - y_i||^2 and ||y_i||^2, as float64.
 
-    Three row dot products accumulated in float64, no float64 copy of the rows: the streaming
-    passes over millions of pairs use this.
+    Row dot products in the rows' own precision, with no wider copy of the rows: the streaming
+    passes over millions of pairs use this. The squared residual is summed from the difference
+    itself, so it suffers no cancellation when mapped_i is close to y_i (it would from
+    |m|^2 + |y|^2 - 2 m.y); float32 rows give the values to a few 1e-7, relative. Widening to
+    float64 first measured 2.7x slower (0.77 against 0.29 us per 384-d row).
     """
-    my = np.einsum("ij,ij->i", mapped, y, dtype=np.float64)
-    mm = np.einsum("ij,ij->i", mapped, mapped, dtype=np.float64)
-    yy = np.einsum("ij,ij->i", y, y, dtype=np.float64)
-    return my / np.sqrt(np.maximum(mm * yy, 1e-300)), np.maximum(mm + yy - 2 * my, 0.0), yy
+    my = np.einsum("ij,ij->i", mapped, y)
+    mm = np.einsum("ij,ij->i", mapped, mapped)
+    yy = np.einsum("ij,ij->i", y, y)
+    diff = mapped - y
+    rr = np.einsum("ij,ij->i", diff, diff)
+    my, mm, yy, rr = (np.asarray(v, np.float64) for v in (my, mm, yy, rr))
+    return my / np.sqrt(np.maximum(mm * yy, 1e-300)), rr, yy
 
 
 def ranks_of_pairs(queries: np.ndarray, candidates: np.ndarray, block: int = 1024) -> np.ndarray:

@@ -29,6 +29,7 @@ from .cores import CorePool
 from .stream import run_stages
 
 WORST = 10
+REPORT_PIECE_ROWS = 8192
 
 
 def pair_metrics(mapped: np.ndarray, y: np.ndarray, y_neighbours: np.ndarray | None = None) -> dict:
@@ -77,9 +78,12 @@ def anchor_report(transform: Transform, pairs: Iterable[tuple[int, np.ndarray, n
         y = prepare_rows(y[a:b], start + a, "target", transform.normalize, check_finite=False)
         if getattr(kernels, "mapper", None) is None:
             kernels.mapper = ChunkMapper(transform.map, np.float32)
+        mapped, y = kernels.mapper.map(x, out[a:b], start + a), np.asarray(y, np.float32)
+        index = np.arange(start + a, start + b)
         keep = ~split.held(start + a, b - a)
-        mapped = kernels.mapper.map(x, out[a:b], start + a)[keep]
-        return (*row_agreement(mapped, np.asarray(y, np.float32)[keep]), np.flatnonzero(keep) + start + a)
+        if not keep.all():  # copies only when some pairs of the piece are held out
+            mapped, y, index = mapped[keep], y[keep], index[keep]
+        return (*row_agreement(mapped, y), index)
 
     def measure(item, cores: CorePool):
         nonlocal out
