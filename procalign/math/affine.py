@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import half
 from .spectral import pseudo_inverse
+
+def _half_to_single(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether `half` can convert between a float16 ``a`` and a float32 ``b`` (same shape, both
+    C-contiguous), its arithmetic matching numpy's in this process."""
+    return a.dtype == np.float16 and b.dtype == np.float32 and a.shape == b.shape \
+        and a.flags.c_contiguous and b.flags.c_contiguous and half.exact()
+
 
 def _overflow_limit(dtype: np.dtype) -> float:
     """The smallest magnitude that rounds to Inf in ``dtype``: its max plus half its last ulp."""
@@ -108,7 +116,7 @@ class ChunkMapper:
         bias = transform.target_mean - transform.scale * (transform.source_mean @ transform.matrix)
         self.bias = bias.astype(self.work) if np.any(bias) else None
         self.d_source, self.d_target = m.shape
-        self._x = self._y = None
+        self._x = self._y = self._scratch = None
 
     def map(self, x: np.ndarray, out: np.ndarray, first_row: int = 0) -> np.ndarray:
         """Write the image of rows x into out (same row count, any float dtype); returns out.
@@ -121,7 +129,10 @@ class ChunkMapper:
                 if self._x is None:
                     self._x = np.empty((self.block, self.d_source), self.work)
                 widened = self._x[: len(xs)]
-                np.copyto(widened, xs, casting="unsafe")
+                if _half_to_single(xs, widened):
+                    half.widen(xs, widened)
+                else:
+                    np.copyto(widened, xs, casting="unsafe")
                 xs = widened
             target = out[a:a + self.block]
             if target.dtype == self.work:
@@ -134,11 +145,15 @@ class ChunkMapper:
                 self._cast(result, target, first_row + a)
         return out
 
-    @staticmethod
-    def _cast(result: np.ndarray, target: np.ndarray, first_row: int) -> None:
+    def _cast(self, result: np.ndarray, target: np.ndarray, first_row: int) -> None:
         """Copy into the output dtype; a narrower one may overflow to Inf, so check after the cast."""
         with np.errstate(over="ignore"):
-            np.copyto(target, result, casting="unsafe")
+            if _half_to_single(target, result):
+                if self._scratch is None:
+                    self._scratch = (np.empty(half.PIECE, np.uint32), np.empty(half.PIECE, np.uint32))
+                half.narrow(result, target, self._scratch)
+            else:
+                np.copyto(target, result, casting="unsafe")
         # A finite value overflows the narrower type only from its rounding limit up: the
         # min/max of the result rule that out cheaply (isfinite of float16 costs half a cast)
         if target.dtype.itemsize < result.dtype.itemsize and len(result) \
