@@ -98,6 +98,20 @@ def test_numpy_warnings_never_reach_stderr(tmp_path):
     assert "Warning" not in quiet.stderr, quiet.stderr
 
 
+def test_extreme_but_finite_values_get_a_report(tmp_path):
+    # squares of 3e38 overflow float32: the anchor pass must fall back to float64, not fail
+    x = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
+    x[7, 1] = 3e38
+    np.save(tmp_path / "a.npy", x)
+    np.save(tmp_path / "b.npy", x[::-1])
+    fitted = run("fit", tmp_path / "a.npy", tmp_path / "b.npy", "-o", tmp_path / "t.npz", "--json")
+    assert fitted.returncode == 0, fitted.stderr
+    report = json.loads(fitted.stdout)["report"]["anchors"]
+    assert report["pairs"] == 200 and np.isfinite(report["cosine"]["mean"])
+    evaluated = run("evaluate", tmp_path / "t.npz", tmp_path / "a.npy", tmp_path / "b.npy")
+    assert evaluated.returncode == 0, evaluated.stderr
+
+
 # 4: one line, whatever the library says ------------------------------------------------------
 
 def test_a_multi_line_library_message_prints_as_one_line(capsys):

@@ -591,6 +591,43 @@ def test_row_cosines_and_agreement(rng):
     np.testing.assert_array_equal(row_agreement(same, same)[1] >= 0, True)  # no negative round-off
 
 
+def float64_agreement(m, y):
+    m, y = m.astype(np.float64), y.astype(np.float64)
+    return 1 - (m * y).sum(1) / np.sqrt((m * m).sum(1) * (y * y).sum(1)), ((m - y) ** 2).sum(1), (y * y).sum(1)
+
+
+def test_row_agreement_keeps_one_minus_cosine_for_nearly_equal_rows(rng):
+    # large common offset, tiny difference: 1 - cos ~ 2e-8, below float32's resolution of cos
+    y = (50 + rng.normal(size=(200, 1024))).astype(np.float32)
+    m = (y + 0.01 * rng.normal(size=y.shape)).astype(np.float32)
+    cos, r, yy = row_agreement(m, y)
+    one_minus, r64, yy64 = float64_agreement(m, y)
+    np.testing.assert_allclose(1 - cos, one_minus, rtol=1e-3)
+    np.testing.assert_allclose(r, r64, rtol=1e-5)
+    np.testing.assert_allclose(yy, yy64, rtol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-21, 5e37])
+def test_row_agreement_of_extreme_float32_rows_falls_back_to_float64(rng, scale):
+    y = rng.normal(size=(50, 64))
+    m = y + 0.3 * rng.normal(size=y.shape)
+    y32, m32 = (y * scale).astype(np.float32), (m * scale).astype(np.float32)
+    cos, r, yy = row_agreement(m32, y32)
+    one_minus, r64, yy64 = float64_agreement(m32, y32)
+    assert np.isfinite(cos).all() and np.isfinite(r).all() and np.isfinite(yy).all()
+    np.testing.assert_allclose(1 - cos, one_minus, rtol=1e-9)
+    np.testing.assert_allclose(r, r64, rtol=1e-9)
+
+
+def test_row_agreement_of_zero_rows_is_a_zero_cosine():
+    m = np.zeros((2, 3), np.float32)
+    y = np.array([[1, 2, 3], [0, 0, 0]], np.float32)
+    cos, r, yy = row_agreement(m, y)
+    np.testing.assert_array_equal(cos, [0.0, 0.0])
+    np.testing.assert_array_equal(r, [14.0, 0.0])
+    assert len(row_agreement(np.empty((0, 3), np.float32), np.empty((0, 3), np.float32))[0]) == 0
+
+
 def brute_ranks(q, c):
     s = np.array([[float(u @ v) for v in c] for u in q]) / np.outer(np.linalg.norm(q, axis=1), np.linalg.norm(c, axis=1))
     return np.array([1 + int((s[i] > s[i, i] + 1e-6).sum()) for i in range(len(q))])

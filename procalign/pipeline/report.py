@@ -29,7 +29,6 @@ from .cores import CorePool
 from .stream import run_stages
 
 WORST = 10
-REPORT_PIECE_ROWS = 8192
 
 
 def pair_metrics(mapped: np.ndarray, y: np.ndarray, y_neighbours: np.ndarray | None = None) -> dict:
