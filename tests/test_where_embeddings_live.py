@@ -73,6 +73,31 @@ def test_jsonl_ids_become_an_h5_ids_dataset(fitted, ids):
         np.testing.assert_allclose(h["embeddings"][()], reference(t, x[:50]), atol=2e-6)
 
 
+@pytest.mark.parametrize("ext", ["parquet", "npy", "h5"])
+def test_jsonl_with_other_keys_into_another_format(fitted, ext):
+    # the other keys stay behind (a note says so); ids go where the format carries them
+    d, t_path, t, x, _ = fitted
+    src = write_jsonl(d / "keys.jsonl", x[:70])
+    out = d / f"keys.{ext}"
+    r = runner.invoke(app, ["apply", str(t_path), str(src), "-o", str(out), "--overwrite"])
+    assert r.exit_code == 0, r.output
+    assert "other JSON keys are not carried" in r.output
+    if ext == "parquet":
+        import pyarrow.parquet as pq
+        table = pq.read_table(out)
+        assert table.column_names == ["id", "embedding"]
+        assert table.column("id").to_pylist() == [f"doc{i}" for i in range(70)]
+        got = np.array(table.column("embedding").to_pylist())
+    elif ext == "h5":
+        import h5py
+        with h5py.File(out) as h:
+            assert [v.decode() for v in h["ids"][()]] == [f"doc{i}" for i in range(70)]
+            got = h["embeddings"][()]
+    else:
+        got = np.load(out)
+    np.testing.assert_allclose(got, reference(t, x[:70]), atol=2e-6)
+
+
 def test_a_real_pipe_carries_records_only(fitted):
     d, t_path, t, x, _ = fitted
     src = write_jsonl(d / "pipe.jsonl", x[:100])

@@ -103,14 +103,16 @@ def apply_file(job: ApplyJob, progress: Progress | None = None) -> ApplyResult:
         with delivery_for(job.destination, inputs, sink, spec, identity, job.policy) as delivery:
             if job.source.format.name == "parquet" and not same_format:
                 delivery.notes.append("other parquet columns are not carried into a non-parquet output")
+            if job.source.format.name == "jsonl" and not same_format:
+                delivery.notes.append("other JSON keys are not carried into a non-jsonl output")
             if source.id_kind and not same_format and not sink.carries_ids:
                 delivery.notes.append(f"ids are not carried into a {job.destination.format.name} output")
             progress.start("applying", None if source.rows is None else source.rows - delivery.start)
 
             mapper = BatchMapper(applied.map, source.dtype, out_dtype, rows)
 
-            def write(out, batch):
-                delivery.write(out, batch.extra, batch.ids)
+            def write(out, batch):  # other columns and keys pass through within one format only
+                delivery.write(out, batch.extra if same_format else None, batch.ids)
                 progress.advance(len(out))
 
             try:
