@@ -220,6 +220,7 @@ def test_npy_refusals(tmp_path, header, body, expected):
     with pytest.raises(InputError) as e:
         npy.NpySource(Location(path, FORMATS[0]))
     assert expected in message(e), message(e)
+    assert message(e).startswith(f"{path}: ")  # the error names the file
     if "truncated" in expected:
         size = path.stat().st_size
         assert message(e).endswith(f"file is truncated: {size} bytes, header promises {size + 1}; re-create it")
@@ -882,6 +883,91 @@ def test_direct_writer_keeps_real_write_errors_and_checks_the_bytes_it_sends(tmp
         writer.close()
 
 
+
+
+def test_direct_helpers_edge_cases():
+    empty = aligned_empty((0, 5), np.float32)
+    assert empty.shape == (0, 5) and empty.dtype == np.float32
+    one = aligned_empty((1,), np.uint8)
+    assert one.shape == (1,) and one.ctypes.data % 4096 == 0
+    assert aligned_rows(5000, 1) == 4096 and aligned_rows(100, 0) == 100 and aligned_rows(4096, 1) == 4096
+
+
+def direct_io_works(path) -> bool:
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT))
+        return True
+    except OSError:
+        return False
+
+
+def test_direct_writer_writes_whole_blocks_directly_and_the_rest_through_the_cache(tmp_path, monkeypatch):
+    path = tmp_path / "w.bin"
+    if not direct_io_works(path):
+        pytest.skip("this file system refuses O_DIRECT")
+    calls, real = [], os.pwrite
+    monkeypatch.setattr(os, "pwrite", lambda fd, data, offset: calls.append((fd, len(data), offset)) or real(fd, data, offset))
+    with open(path, "w+b") as f:
+        writer = DirectWriter(path, f.fileno())
+        assert isinstance(writer.direct, int)
+        data = aligned_empty((2 * 4096 + 10,), np.uint8)
+        data[:] = np.arange(len(data)) % 253
+        writer.write_at(0, data)
+        assert calls == [(writer.direct, 8192, 0), (f.fileno(), 10, 8192)]
+        assert writer.direct is not None  # an unaligned tail does not turn direct writes off
+        writer.close()
+        assert writer.direct is None
+    assert path.read_bytes() == data.tobytes()
+
+
+def test_direct_writer_when_the_file_system_refuses_to_open_direct(tmp_path, monkeypatch):
+    real = os.open
+
+    def refuse(path, flags, *mode):
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real(path, flags, *mode)
+    monkeypatch.setattr(os, "open", refuse)
+    path = tmp_path / "r.bin"
+    with open(path, "w+b") as f:
+        writer = DirectWriter(path, f.fileno())
+        assert writer.direct is None
+        data = aligned_empty((4096,), np.uint8)
+        data[:] = 9
+        writer.write_at(0, data)
+        writer.close()
+    assert path.read_bytes() == b"\x09" * 4096
+
+
+@pytest.mark.parametrize("rows,ids,raw", [(64, None, True), (64, "int", False), (None, None, False)])
+def test_h5_rows_of_a_known_size_go_straight_to_the_file(tmp_path, rows, ids, raw):
+    # a contiguous dataset of known size without ids is written by offset into the file itself;
+    # with ids, or a stream, through h5py
+    a = np.arange(64 * 4096, dtype=np.float32).reshape(64, 4096)  # 1 MB: HDF5 aligns it to a block
+    sink = hdf5.H5Sink(tmp_path / "k.h5", SinkSpec(4096, np.dtype(np.float32), rows, ids=ids))
+    sink.write(a[:32], ids=np.arange(32) if ids else None)
+    writer = sink._raw_writer()
+    assert (writer is not None) == raw
+    if raw:
+        assert sink._offset % 4096 == 0 and sink._row_bytes == 16384
+    sink.write(a[32:], ids=np.arange(32, 64) if ids else None)
+    sink.finish()
+    with h5py.File(tmp_path / "k.h5") as f:
+        assert np.array_equal(f["embeddings"][()], a)
+        if raw:  # the file ends with the rows: nothing allocated past them
+            assert os.path.getsize(tmp_path / "k.h5") <= sink._offset + a.nbytes + 4096
+
+
+def test_npy_source_maps_only_native_byte_order(tmp_path):
+    a = np.arange(12, dtype=np.float32).reshape(4, 3)
+    np.save(tmp_path / "n.npy", a)
+    np.save(tmp_path / "b.npy", a.astype(">f4"))
+    native, swapped = (npy.NpySource(Location(tmp_path / n, FORMATS[0])) for n in ("n.npy", "b.npy"))
+    try:
+        assert native.mapped is True and swapped.mapped is False
+    finally:
+        native.close()
+        swapped.close()
 
 
 def test_npy_stamp_sidecar_has_sorted_keys(tmp_path):
