@@ -28,6 +28,19 @@ def test_every_half_and_every_rounding_case_match_numpy():
     assert half.exact()
 
 
+@pytest.mark.parametrize("broken", ["narrow", "widen"])
+def test_the_self_check_catches_a_conversion_that_flushes_subnormals(monkeypatch, broken):
+    # what a process whose CPU flushes subnormals to zero would give: the check must say no
+    real = getattr(half, broken)
+
+    def flushing(src, out, *scratch):
+        real(src, out, *scratch)
+        out[np.abs(out.astype(np.float32)) < 2.0 ** -14] = 0
+        return out
+    monkeypatch.setattr(half, broken, flushing)
+    assert not half.matches_numpy(stride=61)
+
+
 @settings(max_examples=60, deadline=None)
 @given(words=st.lists(st.integers(0, 2**32 - 1), min_size=0, max_size=300), scale=st.sampled_from([1, 2**-20, 2**-13]))
 def test_narrow_equals_numpy_on_any_bits(words, scale):

@@ -890,7 +890,8 @@ def test_direct_helpers_edge_cases():
     assert empty.shape == (0, 5) and empty.dtype == np.float32
     one = aligned_empty((1,), np.uint8)
     assert one.shape == (1,) and one.ctypes.data % 4096 == 0
-    assert aligned_rows(5000, 1) == 4096 and aligned_rows(100, 0) == 100 and aligned_rows(4096, 1) == 4096
+    assert aligned_rows(5000, 1) == 4096 and aligned_rows(3000, 1) == 3000 and aligned_rows(100, 0) == 100 \
+        and aligned_rows(4096, 1) == 4096
 
 
 def direct_io_works(path) -> bool:
@@ -956,6 +957,18 @@ def test_h5_rows_of_a_known_size_go_straight_to_the_file(tmp_path, rows, ids, ra
         assert np.array_equal(f["embeddings"][()], a)
         if raw:  # the file ends with the rows: nothing allocated past them
             assert os.path.getsize(tmp_path / "k.h5") <= sink._offset + a.nbytes + 4096
+
+
+@pytest.mark.parametrize("shape", [(1, 5), (5, 1)])
+def test_npy_fortran_order_of_one_row_or_column_is_plain_rows(tmp_path, shape):
+    # one row or one column lies the same in either order: nothing to refuse
+    a = np.arange(5, dtype="<f4")
+    write_npy_header(tmp_path / "f.npy", f"{{'descr': '<f4', 'fortran_order': True, 'shape': {shape}, }}", a.tobytes())
+    source = npy.NpySource(Location(tmp_path / "f.npy", FORMATS[0]))
+    try:
+        assert np.array_equal(np.concatenate([b.embeddings for b in source.batches(3)]), a.reshape(shape))
+    finally:
+        source.close()
 
 
 def test_npy_source_maps_only_native_byte_order(tmp_path):
