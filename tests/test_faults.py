@@ -20,8 +20,15 @@ def run(*args, **kw):
     return subprocess.run(CMD + [str(a) for a in args], capture_output=True, text=True, **kw)
 
 
+def _default_sigint() -> None:
+    # a job started in the background by a non-interactive shell inherits SIGINT ignored, and
+    # Python then installs no handler for it: give the child the default, as a terminal would
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args):
-    return subprocess.Popen(CMD + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(CMD + [str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def hidden(dest: Path) -> list[str]:
