@@ -21,6 +21,7 @@ import numpy as np
 from . import half
 from .spectral import pseudo_inverse
 
+
 def _half_to_single(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether `half` can convert between a float16 ``a`` and a float32 ``b`` (same shape, both
     C-contiguous), its arithmetic matching numpy's in this process."""

@@ -47,7 +47,8 @@ def widen(src: np.ndarray, out: np.ndarray) -> np.ndarray:
     return out
 
 
-def narrow(src: np.ndarray, out: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+def narrow(src: np.ndarray, out: np.ndarray,
+           scratch: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``out[...] = src`` from float32 to float16 (round to nearest even), both C-contiguous
     and of the same shape. ``scratch``: two uint32 arrays of `PIECE` values, reused if given."""
     values = src.reshape(-1)

@@ -40,8 +40,8 @@ def row_agreement(mapped: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.nda
 
     which keeps 1 - cos to about 1e-6 relative even for nearly equal rows (a plain m.y / |m||y|
     in float32 is off by 1e-7 sqrt(d) absolute, more than 1 - cos itself for a near-perfect
-    map). Rows whose float32 sums overflow or lose precision to underflow (norms past about
-    1e19 or below 1e-15), or are zero, are summed again in float64.
+    map). When a row's float32 sums overflow or lose precision to underflow (norms past about
+    1e19 or below 1e-15), or a row is zero, the whole batch is summed again in float64.
     """
     with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught below
         diff = mapped - y
