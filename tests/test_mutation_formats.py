@@ -947,7 +947,7 @@ def test_h5_rows_of_a_known_size_go_straight_to_the_file(tmp_path, rows, ids, ra
     a = np.arange(64 * 4096, dtype=np.float32).reshape(64, 4096)  # 1 MB: HDF5 aligns it to a block
     sink = hdf5.H5Sink(tmp_path / "k.h5", SinkSpec(4096, np.dtype(np.float32), rows, ids=ids))
     sink.write(a[:32], ids=np.arange(32) if ids else None)
-    writer = sink._raw_writer()
+    writer = sink._direct
     assert (writer is not None) == raw
     if raw:
         assert sink._offset % 4096 == 0 and sink._row_bytes == 16384

@@ -175,6 +175,7 @@ class H5Sink(Sink):
                 raise ValueError(f"the partial file has no {spec.rows} x {spec.dim} dataset {self.dataset_name}")
             ids = self._file.get((self.dataset_name.rsplit("/", 1)[0] or "") + "/ids")
             self._ids = ids if spec.ids and spec.like is None else None
+            self._direct = self._open_raw()
             return
         # objects of a megabyte and more start on a block boundary: the rows can be written directly
         self._file = h5py.File(path, "w", alignment_threshold=1 << 20, alignment_interval=ALIGN)
@@ -192,6 +193,7 @@ class H5Sink(Sink):
             self._ds.attrs[STAMP_ATTR] = json.dumps(spec.stamp, sort_keys=True)
         self._ids = self._create_ids(spec) if spec.ids and like is None else None
         self._file.flush()
+        self._direct = self._open_raw()
 
     def _create_ids(self, spec: SinkSpec):
         name = (self.dataset_name.rsplit("/", 1)[0] or "") + "/ids"
@@ -246,29 +248,26 @@ class H5Sink(Sink):
             self._ids[self.written:self.written + n] = ids
         if n:
             rows = np.ascontiguousarray(embeddings, dtype=self._ds.dtype)
-            raw = self._raw_writer()
-            if raw is not None:
-                raw.write_at(self._offset + self.written * self._row_bytes, rows)
+            if self._direct is not None:
+                self._direct.write_at(self._offset + self.written * self._row_bytes, rows)
             else:
                 self._ds.write_direct(rows, np.s_[0:n], np.s_[self.written:self.written + n])
         self.written += n
 
-    def _raw_writer(self) -> DirectWriter | None:
+    def _open_raw(self) -> DirectWriter | None:
         """A writer at the dataset's rows in the file itself, for a contiguous dataset of known
         size without ids (rows written there bypass HDF5 and the page cache); else None."""
-        if getattr(self, "_raw", None) is None and not getattr(self, "_no_raw", False):
-            offset = _contiguous_offset(self._ds) if self.spec.rows and self._ids is None else None
-            if offset is None:
-                self._no_raw = True
-                return None
-            self._file.flush()  # HDF5's own metadata first; the rows' bytes are not its concern
-            self._raw = open(self.path, "r+b")
-            end = offset + self._ds.size * self._ds.dtype.itemsize
-            if os.fstat(self._raw.fileno()).st_size < end:  # HDF5 may extend the file only at close
-                os.posix_fallocate(self._raw.fileno(), offset, end - offset)
-            self._offset, self._row_bytes = offset, self.spec.dim * self._ds.dtype.itemsize
-            self._direct = DirectWriter(self.path, self._raw.fileno())
-        return getattr(self, "_direct", None) if getattr(self, "_raw", None) is not None else None
+        self._raw = None
+        offset = _contiguous_offset(self._ds) if self.spec.rows and self._ids is None else None
+        if offset is None:
+            return None
+        self._file.flush()  # HDF5's own metadata first; the rows' bytes are not its concern
+        self._raw = open(self.path, "r+b")
+        end = offset + self._ds.size * self._ds.dtype.itemsize
+        if os.fstat(self._raw.fileno()).st_size < end:  # HDF5 may extend the file only at close
+            os.posix_fallocate(self._raw.fileno(), offset, end - offset)
+        self._offset, self._row_bytes = offset, self.spec.dim * self._ds.dtype.itemsize
+        return DirectWriter(self.path, self._raw.fileno())
 
     def row_at(self, index):
         return self._ds[index]
