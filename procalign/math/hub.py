@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .procrustes import solve_orthogonal
+from .spectral import trace_of_product
 
 MAX_SWEEPS = 500
 TOLERANCE = 1e-10
@@ -53,17 +54,11 @@ def blocks(cross: np.ndarray, dims: list[int]) -> list[list[np.ndarray]]:
     return [[cross[edges[i]:edges[i + 1], edges[j]:edges[j + 1]] for j in range(len(dims))] for i in range(len(dims))]
 
 
-def _agreement(s_ij: np.ndarray, q_i: np.ndarray, q_j: np.ndarray) -> float:
-    """tr(Q_i^T S_ij Q_j), as one product and one dot (an unoptimised three-way einsum loops
-    over all d_i d_j D index triples: seconds per term at 768-d)."""
-    return float(np.vdot(q_i, s_ij @ q_j))
-
-
 def objective(s: list[list[np.ndarray]], maps: list[np.ndarray]) -> float:
     """f from the cross products (see the module docstring), never below 0."""
     n = len(maps)
     total = sum(float(np.trace(s[i][i])) for i in range(n))
-    shared = sum(_agreement(s[i][j], maps[i], maps[j]) for i in range(n) for j in range(n))
+    shared = sum(trace_of_product(maps[i], s[i][j], maps[j]) for i in range(n) for j in range(n))
     return max(total - shared / n, 0.0)
 
 
@@ -109,7 +104,7 @@ def generalized_procrustes(cross: np.ndarray, dims: list[int], reference: int | 
 def model_residuals(cross: np.ndarray, dims: list[int], maps: list[np.ndarray]) -> list[float]:
     """Per model, ``||X_i Q_i - C|| / ||X_i||``: how far it sits from the consensus."""
     s, n = blocks(np.asarray(cross, dtype=np.float64), dims), len(dims)
-    pair = [[_agreement(s[i][j], maps[i], maps[j]) for j in range(n)] for i in range(n)]
+    pair = [[trace_of_product(maps[i], s[i][j], maps[j]) for j in range(n)] for i in range(n)]
     consensus = sum(map(sum, pair)) / n ** 2
     out = []
     for i in range(n):

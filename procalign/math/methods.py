@@ -23,6 +23,7 @@ import numpy as np
 from .affine import AffineMap
 from .procrustes import FitOptions, fit_transform
 from .ridge import gcv_ridge
+from .spectral import trace_of_product
 from .stats import AlignmentStats
 from .whitened import whitened_matrix
 
@@ -38,7 +39,7 @@ CANDIDATES = ("orthogonal", "orthogonal_scaled", WHITENED, AFFINE)
 
 def linear_residual(moments: dict, w: np.ndarray) -> float:
     """``||X W - Y||_F^2`` from the moments (``tr W^T G_x W - 2 tr W^T C + ||Y||^2``)."""
-    quad = float(np.vdot(w, moments["gram_source"] @ w))  # tr(W^T G W)
+    quad = trace_of_product(w, moments["gram_source"], w)
     return max(quad - 2 * float(np.sum(w * moments["cross"])) + moments["sq_target"], 0.0)
 
 

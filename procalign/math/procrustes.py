@@ -19,6 +19,7 @@ import numpy as np
 
 from .stats import AlignmentStats
 from .affine import AffineMap
+from .spectral import trace_of_product
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def fit_transform(stats: AlignmentStats, options: FitOptions) -> tuple[AffineMap
     if d_s <= d_t:
         sq_mapped = m["sq_source"]
     elif m["gram_source"] is not None:
-        sq_mapped = float(np.vdot(q, m["gram_source"] @ q))  # tr(Q^T G Q)
+        sq_mapped = trace_of_product(q, m["gram_source"], q)
     else:
         sq_mapped = None
     scale = 1.0
